@@ -1,0 +1,130 @@
+//! What each command does, and how its result is shown.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::args::{Cli, Command, GraphFormat, OutputFormat};
+use super::{EXIT_ERROR, EXIT_OK};
+use crate::config::Config;
+use crate::diagnostics::FileDiagnostics;
+use crate::topology;
+
+/// Runs a parsed command and returns its exit code.
+pub fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Validate { files, output } => validate(&files, output),
+        Command::Graph { file, format } => graph(&file, format),
+        Command::Schema => {
+            print!("{}", topology::schema::schema_text());
+            EXIT_OK
+        }
+        Command::Config { output } => config(cli.config.as_deref(), output),
+    }
+}
+
+fn print_diagnostics(problems: &FileDiagnostics) {
+    let handler = miette::GraphicalReportHandler::new();
+    let mut stderr = std::io::stderr().lock();
+    for rendered in problems.rendered() {
+        let mut out = String::new();
+        if handler.render_report(&mut out, &rendered).is_err() {
+            out = format!("{rendered}\n");
+        }
+        let _ = writeln!(stderr, "{out}");
+    }
+}
+
+fn validate(files: &[std::path::PathBuf], output: OutputFormat) -> u8 {
+    let mut json = Vec::new();
+    let mut failed = false;
+    for file in files {
+        match topology::load_file(file) {
+            Ok(t) => {
+                if output == OutputFormat::Text {
+                    println!(
+                        "{}: valid: lab `{}`, {} networks, {} nodes",
+                        file.display(),
+                        t.name,
+                        t.networks.len(),
+                        t.nodes.len()
+                    );
+                }
+            }
+            Err(problems) => {
+                failed = true;
+                match output {
+                    OutputFormat::Json => json.extend(problems.to_json()),
+                    OutputFormat::Text => {
+                        print_diagnostics(&problems);
+                        eprintln!(
+                            "{}: {} problem{}",
+                            file.display(),
+                            problems.diagnostics.len(),
+                            if problems.diagnostics.len() == 1 {
+                                ""
+                            } else {
+                                "s"
+                            }
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+    }
+    if failed { EXIT_ERROR } else { EXIT_OK }
+}
+
+fn graph(file: &Path, format: GraphFormat) -> u8 {
+    match topology::load_file(file) {
+        Ok(t) => {
+            let lab = crate::graph::build(&t);
+            match format {
+                GraphFormat::Dot => print!("{}", crate::graph::to_dot(&lab)),
+                GraphFormat::Mermaid => print!("{}", crate::graph::to_mermaid(&lab)),
+            }
+            EXIT_OK
+        }
+        Err(problems) => {
+            print_diagnostics(&problems);
+            EXIT_ERROR
+        }
+    }
+}
+
+fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
+    let config = match Config::load(explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            return EXIT_ERROR;
+        }
+    };
+    let rows = config.rows();
+    match output {
+        OutputFormat::Json => {
+            let value = serde_json::json!({ "file": config.file, "settings": rows });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        OutputFormat::Text => {
+            match &config.file {
+                Some(f) => println!("configuration file: {}", f.display()),
+                None => println!("configuration file: none"),
+            }
+            let width = rows.iter().map(|r| r.env.len()).max().unwrap_or(0);
+            let vwidth = rows.iter().map(|r| r.value.len()).max().unwrap_or(0);
+            for r in rows {
+                println!("{:width$}  {:vwidth$}  ({})", r.env, r.value, r.origin);
+            }
+        }
+    }
+    EXIT_OK
+}

@@ -1,0 +1,196 @@
+//! Loading a topology file: YAML with spans, JSON Schema, resolution.
+//!
+//! The pipeline is `yaml::load` (text to JSON value plus spans), then
+//! `schema::validate`, then serde into the raw types, then
+//! `resolve::resolve` into the [`model`]. Every stage reports diagnostics
+//! with spans; all of them are returned together.
+//!
+//! Architecture Invariant: nothing in this module does I/O except
+//! [`load_file`], which reads the file and checks that `copy.src` files exist
+//! (through the [`FileCheck`] it hands to the pure pipeline).
+
+mod cycles;
+pub mod duration;
+pub mod model;
+pub mod net;
+pub(crate) mod raw;
+mod resolve;
+pub mod schema;
+pub mod spans;
+pub mod template;
+pub mod yaml;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use model::Topology;
+
+use crate::diagnostics::{Diagnostic, FileDiagnostics};
+
+/// Answers whether a `copy.src` file exists. [`load_file`] asks the file
+/// system; tests and fuzzing can answer without touching it.
+pub trait FileCheck {
+    fn is_file(&self, path: &Path) -> bool;
+}
+
+/// Asks the real file system.
+pub struct RealFiles;
+
+impl FileCheck for RealFiles {
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+}
+
+/// Answers yes to every path.
+pub struct AnyFile;
+
+impl FileCheck for AnyFile {
+    fn is_file(&self, _: &Path) -> bool {
+        true
+    }
+}
+
+const NON_BLOCKING: [&str; 4] = [
+    "benchscale::schema::unknown_field",
+    "benchscale::name::invalid",
+    "benchscale::step::invalid_capture",
+    "benchscale::version::unsupported",
+];
+
+/// Loads a topology from text. `path` names the file in diagnostics and its
+/// folder is the base for `copy.src`. Never panics, whatever the text.
+///
+/// # Errors
+///
+/// Every problem found, sorted by position in the file.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    files: &dyn FileCheck,
+) -> Result<Topology, FileDiagnostics> {
+    let text: Arc<str> = Arc::from(text);
+    let fail = |mut diagnostics: Vec<Diagnostic>| {
+        diagnostics.sort_by_key(|d| (d.span.as_ref().map_or(0, |s| s.start), d.code));
+        FileDiagnostics::new(path, text.clone(), diagnostics)
+    };
+    let loaded = yaml::load(&text, &yaml::Limits::default());
+    let mut diagnostics = loaded.diagnostics;
+    let Some(mut document) = loaded.document else {
+        return Err(fail(diagnostics));
+    };
+    if !document.value.is_object() {
+        diagnostics.push(
+            Diagnostic::new(
+                "benchscale::schema::wrong_type",
+                "a topology file must be a map of settings",
+            )
+            .with_opt_span(document.spans.value(""), "not a map")
+            .with_help("start with `name: my-lab` and `nodes:`"),
+        );
+        return Err(fail(diagnostics));
+    }
+    let (schema_diagnostics, unknown) = schema::validate(&document.value, &document.spans);
+    // Unknown fields, bad names and an unsupported version leave the
+    // structure intact: the rest of the file can still be checked, so one run
+    // shows every problem. Other structural errors would only cause
+    // misleading follow-on errors, so checking stops after them.
+    let blocking = schema_diagnostics
+        .iter()
+        .any(|d| !NON_BLOCKING.contains(&d.code));
+    diagnostics.extend(schema_diagnostics);
+    if blocking {
+        return Err(fail(diagnostics));
+    }
+    for pointer in &unknown {
+        remove_pointer(&mut document.value, pointer);
+    }
+    let raw: raw::RawTopology = match serde_json::from_value(document.value) {
+        Ok(raw) => raw,
+        Err(e) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    "benchscale::internal",
+                    format!("the schema accepted a value the types refuse: {e}"),
+                )
+                .with_help("this is a bug in benchscale; please report it with the file"),
+            );
+            return Err(fail(diagnostics));
+        }
+    };
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match resolve::resolve(raw, &document.spans, &base_dir, files) {
+        Ok(topology) if diagnostics.is_empty() => Ok(topology),
+        Ok(_) => Err(fail(diagnostics)),
+        Err(more) => {
+            diagnostics.extend(more);
+            Err(fail(diagnostics))
+        }
+    }
+}
+
+fn remove_pointer(value: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    if let Some(serde_json::Value::Object(map)) = value.pointer_mut(parent) {
+        map.remove(&key);
+    }
+}
+
+/// Reads and loads a topology file.
+///
+/// # Errors
+///
+/// The file's problems; a file that cannot be read, is too large or is not
+/// UTF-8 gives one diagnostic without a position.
+pub fn load_file(path: &Path) -> Result<Topology, FileDiagnostics> {
+    let limit = yaml::Limits::default().max_bytes;
+    let unreadable = |code: &'static str, message: String, help: &str| {
+        FileDiagnostics::new(
+            path,
+            Arc::from(""),
+            vec![Diagnostic::new(code, message).with_help(help)],
+        )
+    };
+    // Check the size before reading, so a huge file costs no memory.
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > limit as u64 => {
+            return Err(unreadable(
+                "benchscale::yaml::too_large",
+                format!(
+                    "the file is {} bytes, more than the limit of {limit} bytes",
+                    m.len()
+                ),
+                "split the lab into smaller files, or check that this is the right file",
+            ));
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(unreadable(
+                "benchscale::io::read",
+                format!("`{}` is a folder, not a topology file", path.display()),
+                "name a YAML file",
+            ));
+        }
+        _ => {}
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        unreadable(
+            "benchscale::io::read",
+            format!("cannot read `{}`: {e}", path.display()),
+            "check the path and the file's permissions",
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        unreadable(
+            "benchscale::yaml::encoding",
+            format!(
+                "the file is not valid UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            "save the file as UTF-8",
+        )
+    })?;
+    load_str(path, &text, &RealFiles)
+}

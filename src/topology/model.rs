@@ -1,0 +1,230 @@
+//! The resolved model: what the rest of the engine works with.
+//!
+//! Defaults are merged, names and references checked, addresses parsed and
+//! durations converted. Every value a later stage needs is here, once.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::net::Ipv4Net;
+
+/// A resolved topology.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topology {
+    /// Lab name.
+    pub name: String,
+    pub description: Option<String>,
+    /// The topology file's folder; `copy.src` paths are resolved against it.
+    pub base_dir: PathBuf,
+    pub networks: IndexMap<String, Network>,
+    pub nodes: IndexMap<String, Node>,
+}
+
+/// A network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub nat: bool,
+    pub dhcp: bool,
+}
+
+/// The kind of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Container,
+    Vm,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Container => "container",
+            NodeKind::Vm => "vm",
+        }
+    }
+}
+
+/// A node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    /// Docker image, or the VM's base disk image as written.
+    pub image: String,
+    pub spec: NodeSpec,
+    pub networks: Vec<Attachment>,
+    /// Explicit and implicit dependencies, one per node depended on.
+    pub depends_on: Vec<Dependency>,
+    pub health: Vec<HealthCheck>,
+    pub provision: Vec<Step>,
+}
+
+/// What only one kind of node has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeSpec {
+    Container(ContainerSpec),
+    Vm(VmSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub command: Option<Vec<String>>,
+    pub env: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmSpec {
+    pub boot: Option<Boot>,
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    pub disk_gib: Option<u64>,
+    pub user_data: Option<String>,
+}
+
+/// Direct kernel boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Boot {
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+/// A node's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub network: String,
+    /// Static address; `None` lets the backend assign one.
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// The point in another node's life a dependent waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Created,
+    Started,
+    Healthy,
+    Provisioned,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Created => "created",
+            Condition::Started => "started",
+            Condition::Healthy => "healthy",
+            Condition::Provisioned => "provisioned",
+        }
+    }
+}
+
+/// A dependency on another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub node: String,
+    pub condition: Condition,
+    /// True when it comes only from a `${{ ... }}` reference.
+    pub implicit: bool,
+}
+
+/// A health condition with its timing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub interval: Duration,
+    #[serde(with = "duration_text")]
+    pub start_period: Duration,
+}
+
+/// What a health condition checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    Console {
+        pattern: String,
+    },
+    Tcp {
+        port: u16,
+        network: String,
+    },
+    Ssh,
+    Exec {
+        run: Command,
+    },
+    Http {
+        port: u16,
+        path: String,
+        status: u16,
+    },
+    DockerHealth,
+}
+
+impl Probe {
+    /// The key that names this condition in the file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Probe::Console { .. } => "console",
+            Probe::Tcp { .. } => "tcp",
+            Probe::Ssh => "ssh",
+            Probe::Exec { .. } => "exec",
+            Probe::Http { .. } => "http",
+            Probe::DockerHealth => "docker_health",
+        }
+    }
+}
+
+/// A command to run inside a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Run through `sh -c`.
+    Shell(String),
+    /// Run as is.
+    Argv(Vec<String>),
+}
+
+/// A provisioning step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The step's name; `step-N` (1-based) when the file gives none.
+    pub name: String,
+    pub action: Action,
+    pub capture: Option<String>,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    pub retries: u32,
+    pub user: Option<String>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Run(Command),
+    Copy {
+        /// Absolute path on this machine.
+        src: PathBuf,
+        dest: String,
+        /// File mode, such as 0o644.
+        mode: Option<u32>,
+    },
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::topology::duration::format(*d))
+    }
+}

@@ -1,0 +1,356 @@
+//! The raw shape of a topology file, exactly as written.
+//!
+//! These types are the single source of the JSON Schema (through schemars)
+//! and are what the validated JSON value deserializes into. They never leave
+//! the `topology` module: `resolve` turns them into the model.
+//!
+//! Doc comments here become `description`s in the schema, which editors show.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+/// Names of labs, networks and nodes.
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,23}$";
+/// Names of captured outputs.
+pub const OUTPUT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
+
+/// A benchscale topology: one lab of networks, containers and VMs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "benchscale topology, version 1")]
+pub struct RawTopology {
+    /// Format version. Optional; only 1 exists.
+    // Read by the schema (`const: 1`), which refuses any other value.
+    #[allow(dead_code)]
+    #[serde(default)]
+    #[schemars(extend("const" = 1))]
+    pub version: Option<u64>,
+    /// Lab name; every resource is named `bs-<lab>-<name>`.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    /// Free text shown by `status`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Values merged under every node of a kind.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// The lab's networks, by name.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub networks: IndexMap<String, RawNetwork>,
+    /// The lab's nodes, by name.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub nodes: IndexMap<String, RawNode>,
+}
+
+/// Defaults per node kind; a node's own values win.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Defaults for every `kind: container` node.
+    #[serde(default)]
+    pub container: Option<RawContainerDefaults>,
+    /// Defaults for every `kind: vm` node.
+    #[serde(default)]
+    pub vm: Option<RawVmDefaults>,
+}
+
+/// Defaults for containers.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainerDefaults {
+    /// Docker image, such as `benchscale/busybox:latest`.
+    pub image: Option<String>,
+    /// Command (argv list).
+    pub command: Option<Vec<String>>,
+    /// Environment variables; merged key by key with the node's.
+    #[serde(default)]
+    pub env: IndexMap<String, EnvValue>,
+}
+
+/// Defaults for virtual machines.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVmDefaults {
+    /// Base disk image; relative paths are resolved under the base image path.
+    pub image: Option<String>,
+    /// Direct kernel boot.
+    pub boot: Option<RawBoot>,
+    /// Memory in MiB.
+    #[schemars(range(min = 64))]
+    pub memory_mib: Option<u64>,
+    /// Virtual CPUs.
+    #[schemars(range(min = 1, max = 64))]
+    pub vcpus: Option<u64>,
+    /// Grow the overlay disk to this size in GiB.
+    #[schemars(range(min = 1))]
+    pub disk_gib: Option<u64>,
+    /// cloud-init settings.
+    pub cloud_init: Option<RawCloudInit>,
+}
+
+/// A network.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// IPv4 CIDR, such as `10.210.0.0/24`.
+    pub subnet: String,
+    /// Gateway address; default: the first host address.
+    pub gateway: Option<String>,
+    /// Route out through NAT (default true); false makes the network isolated.
+    pub nat: Option<bool>,
+    /// DHCP for VMs (default true).
+    pub dhcp: Option<bool>,
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawKind {
+    /// A Docker container.
+    Container,
+    /// A libvirt/QEMU virtual machine.
+    Vm,
+}
+
+/// A node: a container or a VM.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// `container` or `vm`.
+    pub kind: RawKind,
+    /// Docker image (containers) or base disk image (VMs).
+    pub image: Option<String>,
+    /// Containers: the command as an argv list.
+    pub command: Option<Vec<String>>,
+    /// Containers: environment variables.
+    #[serde(default)]
+    pub env: IndexMap<String, EnvValue>,
+    /// VMs: direct kernel boot.
+    pub boot: Option<RawBoot>,
+    /// VMs: memory in MiB.
+    #[schemars(range(min = 64))]
+    pub memory_mib: Option<u64>,
+    /// VMs: virtual CPUs.
+    #[schemars(range(min = 1, max = 64))]
+    pub vcpus: Option<u64>,
+    /// VMs: grow the overlay disk to this size in GiB.
+    #[schemars(range(min = 1))]
+    pub disk_gib: Option<u64>,
+    /// VMs: cloud-init settings.
+    pub cloud_init: Option<RawCloudInit>,
+    /// Networks to attach, as a list of names or a map with static addresses.
+    pub networks: Option<RawAttachments>,
+    /// Nodes this node waits for, and for which condition.
+    pub depends_on: Option<RawDependsOn>,
+    /// Conditions that must all pass for the node to be healthy.
+    #[serde(default)]
+    pub health: Vec<RawHealth>,
+    /// Steps run in order once the node is healthy.
+    #[serde(default)]
+    pub provision: Vec<RawStep>,
+}
+
+/// An environment variable's value; numbers and booleans are written as text.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    String(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl EnvValue {
+    pub fn into_string(self) -> String {
+        match self {
+            EnvValue::String(s) => s,
+            EnvValue::Number(n) => n.to_string(),
+            EnvValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Direct kernel boot.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    /// Kernel image; relative paths are resolved under the base image path.
+    pub kernel: String,
+    /// Initial ramdisk; resolved like `kernel`.
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+}
+
+/// cloud-init settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloudInit {
+    /// User data, merged with what the engine injects.
+    pub user_data: Option<String>,
+}
+
+/// Network attachments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawAttachments {
+    /// Network names; addresses are assigned by the backend.
+    List(Vec<String>),
+    /// Network name to attachment settings.
+    Map(IndexMap<String, Option<RawAttachment>>),
+}
+
+/// One network attachment.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttachment {
+    /// Static IPv4 address inside the network's subnet.
+    pub ip: Option<String>,
+}
+
+/// The condition a dependent node waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCondition {
+    Created,
+    Started,
+    Healthy,
+    Provisioned,
+}
+
+/// Dependencies: a list of node names (each waited for until healthy) or a
+/// map of node name to condition.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawDependsOn {
+    List(Vec<String>),
+    Map(IndexMap<String, RawCondition>),
+}
+
+/// A command: a string run through `sh -c`, or an argv list run as is.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRun {
+    Shell(String),
+    Argv(#[schemars(length(min = 1))] Vec<String>),
+}
+
+/// An empty settings object, for conditions without settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmpty {}
+
+/// One health condition: exactly one condition key, plus timing.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// A regex over the VM serial console or the container log.
+    pub console: Option<RawConsole>,
+    /// A TCP connection to the node's address.
+    pub tcp: Option<RawTcp>,
+    /// VMs: a command over SSH succeeds.
+    #[serde(default, deserialize_with = "present")]
+    pub ssh: Option<RawEmpty>,
+    /// A command run inside the node exits 0.
+    pub exec: Option<RawExec>,
+    /// An HTTP GET returns the expected status.
+    pub http: Option<RawHttp>,
+    /// Containers: Docker's own HEALTHCHECK reports healthy.
+    #[serde(default, deserialize_with = "present")]
+    pub docker_health: Option<RawEmpty>,
+    /// How long the condition may take, such as `30s` (default 60s for
+    /// containers, 300s for VMs).
+    pub timeout: Option<String>,
+    /// Time between attempts (default `1s`).
+    pub interval: Option<String>,
+    /// Failures during this time do not count (default `0s`).
+    pub start_period: Option<String>,
+}
+
+/// `console` condition.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    /// Regular expression matched against each line.
+    pub pattern: String,
+}
+
+/// `tcp` condition.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    /// Port to connect to.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Network whose address is used (default: the node's first network).
+    pub network: Option<String>,
+}
+
+/// `exec` condition.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    /// The command to run inside the node.
+    pub run: RawRun,
+}
+
+/// `http` condition.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Port to connect to.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Path to request (default `/`).
+    pub path: Option<String>,
+    /// Expected status (default 200).
+    #[schemars(range(min = 100, max = 599))]
+    pub status: Option<u16>,
+}
+
+/// A provisioning step: exactly one of `run` or `copy`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Name shown in progress and logs.
+    pub name: Option<String>,
+    /// Command to run in the node.
+    pub run: Option<RawRun>,
+    /// File to copy into the node.
+    pub copy: Option<RawCopy>,
+    /// Store the trimmed stdout of `run` as an output of the node.
+    #[schemars(regex(pattern = OUTPUT_PATTERN))]
+    pub capture: Option<String>,
+    /// How long the step may take (default `5m`).
+    pub timeout: Option<String>,
+    /// How often to retry a failed step (default 0).
+    pub retries: Option<u32>,
+    /// VMs: the user the step runs as.
+    pub user: Option<String>,
+}
+
+/// `copy` step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopy {
+    /// Source file, relative to the topology file's folder.
+    pub src: String,
+    /// Destination path inside the node.
+    pub dest: String,
+    /// File mode in octal, such as `"0644"`.
+    pub mode: Option<String>,
+}
+
+/// Deserializes a key whose mere presence counts: `ssh:` with no value is as
+/// good as `ssh: {}`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
+}

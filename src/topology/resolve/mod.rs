@@ -1,0 +1,119 @@
+//! Raw types to the resolved model, with every semantic check.
+//!
+//! Resolution is pure: it reads no file and needs no runtime. Each problem
+//! becomes its own diagnostic and resolution goes on, so that one run shows
+//! every problem of a file. The model is returned only when there are none.
+
+mod networks;
+mod nodes;
+mod references;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use indexmap::IndexMap;
+
+use super::model::Topology;
+use super::raw::RawTopology;
+use super::spans::{SpanMap, pointer};
+use crate::diagnostics::Diagnostic;
+
+/// Collects diagnostics with spans looked up by pointer.
+pub(crate) struct Ctx<'a> {
+    pub spans: &'a SpanMap,
+    pub files: &'a dyn super::FileCheck,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    /// Reports a problem about the value at `at`.
+    pub fn at_value(&mut self, at: &str, d: Diagnostic, label: &str) {
+        let span = self.spans.value(at);
+        self.diagnostics
+            .push(d.with_opt_span(span, label).with_pointer(at));
+    }
+
+    /// Reports a problem about the key (the name) at `at`.
+    pub fn at_key(&mut self, at: &str, d: Diagnostic, label: &str) {
+        let span = self.spans.key(at);
+        self.diagnostics
+            .push(d.with_opt_span(span, label).with_pointer(at));
+    }
+}
+
+/// Resolves a topology. `base_dir` is the topology file's folder.
+///
+/// # Errors
+///
+/// Every problem found, in file order.
+pub fn resolve(
+    raw: RawTopology,
+    spans: &SpanMap,
+    base_dir: &Path,
+    files: &dyn super::FileCheck,
+) -> Result<Topology, Vec<Diagnostic>> {
+    let mut ctx = Ctx {
+        spans,
+        files,
+        diagnostics: Vec::new(),
+    };
+    for name in raw.nodes.keys() {
+        if raw.networks.contains_key(name) {
+            ctx.at_key(
+                &pointer(&["nodes", name]),
+                Diagnostic::new(
+                    "benchscale::name::duplicate",
+                    format!("`{name}` names both a network and a node"),
+                )
+                .with_help(
+                    "resources are named after networks and nodes alike; rename one of them",
+                ),
+                "also a network name",
+            );
+        }
+    }
+    let networks = networks::resolve(&raw.networks, &mut ctx);
+    let nodes = nodes::resolve(&raw, &networks, base_dir, &mut ctx);
+    let mut sources = HashMap::new();
+    let nodes: IndexMap<_, _> = nodes
+        .into_iter()
+        .map(|(name, (node, dep_pointers))| {
+            for (dep, at) in dep_pointers {
+                sources.insert((name.clone(), dep), at);
+            }
+            (name, node)
+        })
+        .collect();
+    networks::check_shared_kinds(&networks, &nodes, &mut ctx);
+    networks::check_addresses(&networks, &nodes, &mut ctx);
+    for cycle in super::cycles::find(&nodes) {
+        let first = &cycle[0];
+        let second = cycle.get(1).unwrap_or(first);
+        let at = sources
+            .get(&(first.clone(), second.clone()))
+            .cloned()
+            .unwrap_or_else(|| pointer(&["nodes", first]));
+        let mut path = cycle.clone();
+        path.push(first.clone());
+        ctx.at_value(
+            &at,
+            Diagnostic::new(
+                "benchscale::graph::cycle",
+                format!("dependency cycle: {}", path.join(" -> ")),
+            )
+            .with_help("remove one of these dependencies (explicit `depends_on` or a `${{ nodes.X... }}` reference)"),
+            "part of the cycle",
+        );
+    }
+    if ctx.diagnostics.is_empty() {
+        Ok(Topology {
+            name: raw.name,
+            description: raw.description,
+            base_dir: base_dir.to_path_buf(),
+            networks,
+            nodes,
+        })
+    } else {
+        Err(ctx.diagnostics)
+    }
+}

@@ -1,0 +1,767 @@
+//! Node checks: defaults, kinds, attachments, health and provisioning.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::Ctx;
+use super::references::{Facts, References};
+use crate::diagnostics::Diagnostic;
+use crate::topology::duration;
+use crate::topology::model::{
+    Action, Attachment, Boot, Command, Condition, ContainerSpec, HealthCheck, Network, Node,
+    NodeKind, NodeSpec, Probe, Step, VmSpec,
+};
+use crate::topology::raw::{
+    RawAttachments, RawCondition, RawDependsOn, RawHealth, RawKind, RawNode, RawRun, RawStep,
+    RawTopology,
+};
+use crate::topology::spans::pointer;
+
+/// A resolved node and, per node it depends on, the pointer that made it so.
+pub(super) type Resolved = (Node, Vec<(String, String)>);
+
+pub(super) fn resolve(
+    raw: &RawTopology,
+    networks: &IndexMap<String, Network>,
+    base_dir: &Path,
+    ctx: &mut Ctx<'_>,
+) -> IndexMap<String, Resolved> {
+    let facts = Facts::collect(raw);
+    let mut out = IndexMap::new();
+    for (name, node) in &raw.nodes {
+        let resolved = resolve_node(raw, name, node, networks, &facts, base_dir, ctx);
+        out.insert(name.clone(), resolved);
+    }
+    out
+}
+
+fn kind_of(raw: RawKind) -> NodeKind {
+    match raw {
+        RawKind::Container => NodeKind::Container,
+        RawKind::Vm => NodeKind::Vm,
+    }
+}
+
+fn condition_of(raw: RawCondition) -> Condition {
+    match raw {
+        RawCondition::Created => Condition::Created,
+        RawCondition::Started => Condition::Started,
+        RawCondition::Healthy => Condition::Healthy,
+        RawCondition::Provisioned => Condition::Provisioned,
+    }
+}
+
+fn duration_at(ctx: &mut Ctx<'_>, at: &str, text: Option<&String>, default: Duration) -> Duration {
+    let Some(text) = text else {
+        return default;
+    };
+    duration::parse(text).unwrap_or_else(|message| {
+        ctx.at_value(
+            at,
+            Diagnostic::new(
+                "benchscale::duration::invalid",
+                format!("invalid duration: {message}"),
+            )
+            .with_help("write a number and a unit, such as 500ms, 30s, 5m or 1h"),
+            "invalid duration",
+        );
+        default
+    })
+}
+
+fn command_of(run: &RawRun) -> Command {
+    match run {
+        RawRun::Shell(s) => Command::Shell(s.clone()),
+        RawRun::Argv(v) => Command::Argv(v.clone()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_node(
+    raw: &RawTopology,
+    name: &str,
+    node: &RawNode,
+    networks: &IndexMap<String, Network>,
+    facts: &Facts,
+    base_dir: &Path,
+    ctx: &mut Ctx<'_>,
+) -> Resolved {
+    let kind = kind_of(node.kind);
+    check_fields_for_kind(name, node, kind, ctx);
+
+    let (image, spec) = match kind {
+        NodeKind::Container => {
+            let defaults = raw.defaults.container.as_ref();
+            let image = node
+                .image
+                .clone()
+                .or_else(|| defaults.and_then(|d| d.image.clone()));
+            let mut env: IndexMap<String, String> = defaults
+                .map(|d| {
+                    d.env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone().into_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (k, v) in &node.env {
+                env.insert(k.clone(), v.clone().into_string());
+            }
+            let command = node
+                .command
+                .clone()
+                .or_else(|| defaults.and_then(|d| d.command.clone()));
+            (image, NodeSpec::Container(ContainerSpec { command, env }))
+        }
+        NodeKind::Vm => {
+            let defaults = raw.defaults.vm.as_ref();
+            let image = node
+                .image
+                .clone()
+                .or_else(|| defaults.and_then(|d| d.image.clone()));
+            let boot = node
+                .boot
+                .clone()
+                .or_else(|| defaults.and_then(|d| d.boot.clone()));
+            let cloud_init = node
+                .cloud_init
+                .clone()
+                .or_else(|| defaults.and_then(|d| d.cloud_init.clone()));
+            let spec = VmSpec {
+                boot: boot.map(|b| Boot {
+                    kernel: b.kernel,
+                    initrd: b.initrd,
+                    cmdline: b.cmdline,
+                }),
+                memory_mib: node
+                    .memory_mib
+                    .or(defaults.and_then(|d| d.memory_mib))
+                    .unwrap_or(1024),
+                vcpus: node.vcpus.or(defaults.and_then(|d| d.vcpus)).unwrap_or(1),
+                disk_gib: node.disk_gib.or(defaults.and_then(|d| d.disk_gib)),
+                user_data: cloud_init.and_then(|c| c.user_data),
+            };
+            (image, NodeSpec::Vm(spec))
+        }
+    };
+    let image = image.unwrap_or_else(|| {
+        ctx.at_key(
+            &pointer(&["nodes", name]),
+            Diagnostic::new(
+                "benchscale::node::missing_image",
+                format!("{} `{name}` has no image", kind.as_str()),
+            )
+            .with_help(format!(
+                "add `image:` to the node, or to `defaults.{}`",
+                kind.as_str()
+            )),
+            "no image",
+        );
+        String::new()
+    });
+
+    let attachments = resolve_attachments(raw, name, node, ctx);
+    let mut refs = References::new(name, facts, &attachments);
+
+    if let NodeSpec::Container(spec) = &spec {
+        for (i, arg) in spec.command.iter().flatten().enumerate() {
+            refs.scan(
+                ctx,
+                &pointer(&["nodes", name, "command", &i.to_string()]),
+                arg,
+                None,
+            );
+        }
+        for (k, v) in &spec.env {
+            refs.scan(ctx, &pointer(&["nodes", name, "env", k]), v, None);
+        }
+    }
+
+    let health = node
+        .health
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            resolve_health(name, kind, i, h, &attachments, networks, &mut refs, ctx)
+        })
+        .collect();
+
+    let mut captured: HashSet<&str> = HashSet::new();
+    let mut provision = Vec::new();
+    for (i, step) in node.provision.iter().enumerate() {
+        if let Some(step) = resolve_step(name, kind, i, step, base_dir, &mut refs, ctx) {
+            provision.push(step);
+        }
+        if let Some(capture) = &step.capture {
+            if !captured.insert(capture) {
+                ctx.at_value(
+                    &pointer(&["nodes", name, "provision", &i.to_string(), "capture"]),
+                    Diagnostic::new(
+                        "benchscale::step::duplicate_capture",
+                        format!("node `{name}` captures `{capture}` twice"),
+                    )
+                    .with_help("give each captured output its own name"),
+                    "captured again",
+                );
+            }
+        }
+    }
+
+    let mut deps: IndexMap<String, (Condition, bool, String)> = IndexMap::new();
+    match &node.depends_on {
+        None => {}
+        Some(RawDependsOn::List(list)) => {
+            for (i, dep) in list.iter().enumerate() {
+                let at = pointer(&["nodes", name, "depends_on", &i.to_string()]);
+                add_explicit(
+                    raw,
+                    name,
+                    dep,
+                    Condition::Healthy,
+                    at,
+                    &mut deps,
+                    ctx,
+                    false,
+                );
+            }
+        }
+        Some(RawDependsOn::Map(map)) => {
+            for (dep, condition) in map {
+                let at = pointer(&["nodes", name, "depends_on", dep]);
+                add_explicit(
+                    raw,
+                    name,
+                    dep,
+                    condition_of(*condition),
+                    at,
+                    &mut deps,
+                    ctx,
+                    true,
+                );
+            }
+        }
+    }
+    for (dep, condition, at) in refs.into_implicit() {
+        match deps.get_mut(&dep) {
+            Some(entry) => entry.0 = entry.0.max(condition),
+            None => {
+                deps.insert(dep, (condition, true, at));
+            }
+        }
+    }
+    let sources = deps
+        .iter()
+        .map(|(dep, (_, _, at))| (dep.clone(), at.clone()))
+        .collect();
+    let depends_on = deps
+        .into_iter()
+        .map(
+            |(node, (condition, implicit, _))| crate::topology::model::Dependency {
+                node,
+                condition,
+                implicit,
+            },
+        )
+        .collect();
+    (
+        Node {
+            name: name.to_string(),
+            kind,
+            image,
+            spec,
+            networks: attachments,
+            depends_on,
+            health,
+            provision,
+        },
+        sources,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_explicit(
+    raw: &RawTopology,
+    name: &str,
+    dep: &str,
+    condition: Condition,
+    at: String,
+    deps: &mut IndexMap<String, (Condition, bool, String)>,
+    ctx: &mut Ctx<'_>,
+    is_key: bool,
+) {
+    if !raw.nodes.contains_key(dep) {
+        let help = match crate::topology::schema::suggest(
+            dep,
+            &raw.nodes.keys().cloned().collect::<Vec<_>>(),
+        ) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => "name a node declared under `nodes:`".to_string(),
+        };
+        let d = Diagnostic::new(
+            "benchscale::reference::unknown_node",
+            format!("node `{name}` depends on `{dep}`, which is not a node of this lab"),
+        )
+        .with_help(help);
+        if is_key {
+            ctx.at_key(&at, d, "unknown node");
+        } else {
+            ctx.at_value(&at, d, "unknown node");
+        }
+        return;
+    }
+    deps.insert(dep.to_string(), (condition, false, at));
+}
+
+/// Fields that only one kind of node has.
+fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut Ctx<'_>) {
+    let wrong: Vec<&str> = match kind {
+        NodeKind::Container => [
+            ("boot", node.boot.is_some()),
+            ("memory_mib", node.memory_mib.is_some()),
+            ("vcpus", node.vcpus.is_some()),
+            ("disk_gib", node.disk_gib.is_some()),
+            ("cloud_init", node.cloud_init.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect(),
+        NodeKind::Vm => [
+            ("command", node.command.is_some()),
+            ("env", !node.env.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect(),
+    };
+    for field in wrong {
+        let other = match kind {
+            NodeKind::Container => "vm",
+            NodeKind::Vm => "container",
+        };
+        ctx.at_key(
+            &pointer(&["nodes", name, field]),
+            Diagnostic::new(
+                "benchscale::node::field_not_for_kind",
+                format!(
+                    "`{field}` applies to `kind: {other}` nodes, but `{name}` is a {}",
+                    kind.as_str()
+                ),
+            )
+            .with_help(format!(
+                "remove `{field}`, or change the node's kind to `{other}`"
+            )),
+            "not for this kind",
+        );
+    }
+}
+
+fn resolve_attachments(
+    raw: &RawTopology,
+    name: &str,
+    node: &RawNode,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Attachment> {
+    let entries: Vec<(String, String, Option<&String>, bool)> = match &node.networks {
+        None => Vec::new(),
+        Some(RawAttachments::List(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.clone(),
+                    pointer(&["nodes", name, "networks", &i.to_string()]),
+                    None,
+                    false,
+                )
+            })
+            .collect(),
+        Some(RawAttachments::Map(map)) => map
+            .iter()
+            .map(|(n, a)| {
+                let ip = a.as_ref().and_then(|a| a.ip.as_ref());
+                (
+                    n.clone(),
+                    pointer(&["nodes", name, "networks", n]),
+                    ip,
+                    true,
+                )
+            })
+            .collect(),
+    };
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (network, at, ip, is_key) in entries {
+        if !raw.networks.contains_key(&network) {
+            let declared: Vec<String> = raw.networks.keys().cloned().collect();
+            let help = match crate::topology::schema::suggest(&network, &declared) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "declare the network under `networks:` or remove it here".to_string(),
+            };
+            let d = Diagnostic::new(
+                "benchscale::reference::unknown_network",
+                format!(
+                    "node `{name}` is attached to `{network}`, which is not a network of this lab"
+                ),
+            )
+            .with_help(help);
+            if is_key {
+                ctx.at_key(&at, d, "unknown network");
+            } else {
+                ctx.at_value(&at, d, "unknown network");
+            }
+            continue;
+        }
+        if !seen.insert(network.clone()) {
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::node::duplicate_network",
+                    format!("node `{name}` is attached to `{network}` twice"),
+                )
+                .with_help("list each network once"),
+                "attached again",
+            );
+            continue;
+        }
+        let ip = ip.and_then(|text| match text.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                ctx.at_value(
+                    &format!("{at}/ip"),
+                    Diagnostic::new(
+                        "benchscale::address::invalid",
+                        format!("`{text}` is not an IPv4 address"),
+                    )
+                    .with_help("write an address such as 10.210.0.10, or leave `ip` out to have one assigned"),
+                    "not an IPv4 address",
+                );
+                None
+            }
+        });
+        out.push(Attachment { network, ip });
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_health(
+    name: &str,
+    kind: NodeKind,
+    index: usize,
+    raw: &RawHealth,
+    attachments: &[Attachment],
+    networks: &IndexMap<String, Network>,
+    refs: &mut References<'_>,
+    ctx: &mut Ctx<'_>,
+) -> Option<HealthCheck> {
+    let at = pointer(&["nodes", name, "health", &index.to_string()]);
+    let field = |f: &str| format!("{at}/{f}");
+    let default_timeout = match kind {
+        NodeKind::Container => Duration::from_secs(60),
+        NodeKind::Vm => Duration::from_secs(300),
+    };
+    let timeout = duration_at(
+        ctx,
+        &field("timeout"),
+        raw.timeout.as_ref(),
+        default_timeout,
+    );
+    let interval = duration_at(
+        ctx,
+        &field("interval"),
+        raw.interval.as_ref(),
+        Duration::from_secs(1),
+    );
+    let start_period = duration_at(
+        ctx,
+        &field("start_period"),
+        raw.start_period.as_ref(),
+        Duration::ZERO,
+    );
+
+    let mut probes: Vec<Probe> = Vec::new();
+    if let Some(c) = &raw.console {
+        if let Err(e) = regex::Regex::new(&c.pattern) {
+            ctx.at_value(
+                &field("console/pattern"),
+                Diagnostic::new(
+                    "benchscale::health::invalid_pattern",
+                    format!(
+                        "invalid regular expression: {}",
+                        e.to_string().lines().last().unwrap_or_default()
+                    ),
+                )
+                .with_help("fix the regex; escape special characters such as `(` or `[` with `\\`"),
+                "invalid regex",
+            );
+        }
+        probes.push(Probe::Console {
+            pattern: c.pattern.clone(),
+        });
+    }
+    if let Some(t) = &raw.tcp {
+        let network = match &t.network {
+            Some(n) => n.clone(),
+            None => attachments
+                .first()
+                .map(|a| a.network.clone())
+                .unwrap_or_default(),
+        };
+        if !attachments.iter().any(|a| a.network == network) {
+            let message = if network.is_empty() {
+                format!("node `{name}` has a `tcp` condition but no network to reach it on")
+            } else {
+                format!("node `{name}` is not attached to network `{network}`")
+            };
+            let target = if t.network.is_some() {
+                field("tcp/network")
+            } else {
+                field("tcp")
+            };
+            let _ = networks;
+            ctx.at_value(
+                &target,
+                Diagnostic::new("benchscale::reference::unknown_network", message)
+                    .with_help("attach the node to the network, or name one it is attached to"),
+                "no such attachment",
+            );
+        }
+        probes.push(Probe::Tcp {
+            port: t.port,
+            network,
+        });
+    }
+    if raw.ssh.is_some() {
+        probes.push(Probe::Ssh);
+    }
+    if let Some(e) = &raw.exec {
+        let run = command_of(&e.run);
+        scan_command(refs, ctx, &field("exec/run"), &run, None);
+        probes.push(Probe::Exec { run });
+    }
+    if let Some(h) = &raw.http {
+        probes.push(Probe::Http {
+            port: h.port,
+            path: h.path.clone().unwrap_or_else(|| "/".into()),
+            status: h.status.unwrap_or(200),
+        });
+    }
+    if raw.docker_health.is_some() {
+        probes.push(Probe::DockerHealth);
+    }
+    let keys = "console, tcp, ssh, exec, http or docker_health";
+    match probes.len() {
+        0 => {
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::health::one_condition",
+                    "this health entry has no condition",
+                )
+                .with_help(format!("give exactly one of {keys}")),
+                "no condition",
+            );
+            return None;
+        }
+        1 => {}
+        _ => {
+            let names: Vec<&str> = probes.iter().map(Probe::key).collect();
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::health::one_condition",
+                    format!(
+                        "this health entry has {} conditions ({}); each entry has exactly one",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                )
+                .with_help("split it into one list entry per condition"),
+                "several conditions",
+            );
+            return None;
+        }
+    }
+    let probe = probes.remove(0);
+    let wrong_kind = match (&probe, kind) {
+        (Probe::Ssh, NodeKind::Container) => {
+            Some("`ssh` applies to VMs only; containers are reached with `docker exec`")
+        }
+        (Probe::DockerHealth, NodeKind::Vm) => Some("`docker_health` applies to containers only"),
+        _ => None,
+    };
+    if let Some(why) = wrong_kind {
+        ctx.at_key(
+            &field(probe.key()),
+            Diagnostic::new(
+                "benchscale::health::wrong_kind",
+                format!("node `{name}` is a {}: {why}", kind.as_str()),
+            )
+            .with_help(match kind {
+                NodeKind::Container => "use `exec`, `tcp` or `docker_health` for a container",
+                NodeKind::Vm => "use `ssh`, `tcp`, `console` or `exec` for a VM",
+            }),
+            "wrong kind of node",
+        );
+        return None;
+    }
+    Some(HealthCheck {
+        probe,
+        timeout,
+        interval,
+        start_period,
+    })
+}
+
+fn scan_command(
+    refs: &mut References<'_>,
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    command: &Command,
+    step: Option<usize>,
+) {
+    match command {
+        Command::Shell(s) => refs.scan(ctx, at, s, step),
+        Command::Argv(args) => {
+            for (i, a) in args.iter().enumerate() {
+                refs.scan(ctx, &format!("{at}/{i}"), a, step);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_step(
+    name: &str,
+    kind: NodeKind,
+    index: usize,
+    raw: &RawStep,
+    base_dir: &Path,
+    refs: &mut References<'_>,
+    ctx: &mut Ctx<'_>,
+) -> Option<Step> {
+    let at = pointer(&["nodes", name, "provision", &index.to_string()]);
+    let field = |f: &str| format!("{at}/{f}");
+    let timeout = duration_at(
+        ctx,
+        &field("timeout"),
+        raw.timeout.as_ref(),
+        Duration::from_secs(300),
+    );
+    if raw.user.is_some() && kind == NodeKind::Container {
+        ctx.at_key(
+            &field("user"),
+            Diagnostic::new(
+                "benchscale::step::user_on_container",
+                format!("`user` applies to VM steps only, but `{name}` is a container"),
+            )
+            .with_help("remove `user`; container steps run as the image's user"),
+            "VM only",
+        );
+    }
+    if raw.capture.is_some() && raw.run.is_none() {
+        ctx.at_key(
+            &field("capture"),
+            Diagnostic::new(
+                "benchscale::step::capture_without_run",
+                "`capture` needs a `run` step",
+            )
+            .with_help("capture the output of a `run` step, or remove `capture`"),
+            "nothing to capture",
+        );
+    }
+    let action = match (&raw.run, &raw.copy) {
+        (Some(run), None) => {
+            let command = command_of(run);
+            scan_command(refs, ctx, &field("run"), &command, Some(index));
+            Action::Run(command)
+        }
+        (None, Some(copy)) => {
+            refs.scan(ctx, &field("copy/dest"), &copy.dest, Some(index));
+            let mode = copy.mode.as_ref().and_then(|m| {
+                let valid =
+                    (3..=4).contains(&m.len()) && m.chars().all(|c| ('0'..='7').contains(&c));
+                let parsed = u32::from_str_radix(m, 8).ok().filter(|_| valid);
+                if parsed.is_none() {
+                    ctx.at_value(
+                        &field("copy/mode"),
+                        Diagnostic::new(
+                            "benchscale::step::invalid_mode",
+                            format!("`{m}` is not an octal file mode"),
+                        )
+                        .with_help("write the mode as a quoted octal string, such as \"0644\""),
+                        "invalid mode",
+                    );
+                }
+                parsed
+            });
+            let src = base_dir.join(&copy.src);
+            if !ctx.files.is_file(&src) {
+                ctx.at_value(
+                    &field("copy/src"),
+                    Diagnostic::new(
+                        "benchscale::step::copy_src_missing",
+                        format!("`{}` does not exist (looked for {})", copy.src, src.display()),
+                    )
+                    .with_help("`copy.src` is relative to the topology file's folder; fix the path or add the file"),
+                    "no such file",
+                );
+            }
+            Action::Copy {
+                src,
+                dest: copy.dest.clone(),
+                mode,
+            }
+        }
+        (Some(_), Some(_)) => {
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::step::one_action",
+                    "this step has both `run` and `copy`",
+                )
+                .with_help("split it into two steps"),
+                "two actions",
+            );
+            return None;
+        }
+        (None, None) => {
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::step::one_action",
+                    "this step has neither `run` nor `copy`",
+                )
+                .with_help("give the step a `run` command or a `copy` file"),
+                "no action",
+            );
+            return None;
+        }
+    };
+    Some(Step {
+        name: raw
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("step-{}", index + 1)),
+        action,
+        capture: raw.capture.clone(),
+        timeout,
+        retries: raw.retries.unwrap_or(0),
+        user: raw.user.clone(),
+    })
+}
+
+/// Output names each node captures, by step index, for reference checks.
+pub(super) fn captures(node: &RawNode) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (i, step) in node.provision.iter().enumerate() {
+        if let (Some(capture), Some(_)) = (&step.capture, &step.run) {
+            out.entry(capture.clone()).or_insert(i);
+        }
+    }
+    out
+}

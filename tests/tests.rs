@@ -1,0 +1,5 @@
+//! The integration test binary: one module per area, linked once.
+
+mod cli;
+mod fixtures;
+mod util;
