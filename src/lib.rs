@@ -6,4 +6,5 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod graph;
+pub mod synth;
 pub mod topology;

@@ -196,18 +196,18 @@ fn resolve_node(
         if let Some(step) = resolve_step(name, kind, i, step, base_dir, &mut refs, ctx) {
             provision.push(step);
         }
-        if let Some(capture) = &step.capture {
-            if !captured.insert(capture) {
-                ctx.at_value(
-                    &pointer(&["nodes", name, "provision", &i.to_string(), "capture"]),
-                    Diagnostic::new(
-                        "benchscale::step::duplicate_capture",
-                        format!("node `{name}` captures `{capture}` twice"),
-                    )
-                    .with_help("give each captured output its own name"),
-                    "captured again",
-                );
-            }
+        if let Some(capture) = &step.capture
+            && !captured.insert(capture)
+        {
+            ctx.at_value(
+                &pointer(&["nodes", name, "provision", &i.to_string(), "capture"]),
+                Diagnostic::new(
+                    "benchscale::step::duplicate_capture",
+                    format!("node `{name}` captures `{capture}` twice"),
+                )
+                .with_help("give each captured output its own name"),
+                "captured again",
+            );
         }
     }
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Build the local Docker test image benchscale/busybox:latest.
+#
+# No image registry is reachable from the build/test machines, so nothing
+# can be pulled: the image is made from Debian's busybox-static package, a
+# root filesystem with /bin/busybox plus a symlink for every applet, packed
+# with tar and loaded with `docker import`.
+#
+# Idempotent: the image carries a label with a hash of its inputs (the
+# busybox binary and this script). When an image with the same hash exists
+# the build is skipped; --force rebuilds anyway. A smoke test
+# (`echo ok` in a container) runs every time.
+#
+# Needs: root (or docker access), a running dockerd and busybox-static, both
+# provided by scripts/setup-host.sh.
+set -euo pipefail
+
+IMAGE="benchscale/busybox:latest"
+LABEL="benchscale.content-hash"
+BUSYBOX=/bin/busybox
+
+log() { printf 'build-images: %s\n' "$*"; }
+die() { printf 'build-images: ERROR: %s\n' "$*" >&2; exit 1; }
+
+force=0
+for arg in "$@"; do
+    case "$arg" in
+        --force) force=1 ;;
+        -h|--help) echo "usage: $0 [--force]"; exit 0 ;;
+        *) die "unknown argument: $arg (usage: $0 [--force])" ;;
+    esac
+done
+
+[ -x "$BUSYBOX" ] || die "$BUSYBOX not found: run scripts/setup-host.sh first (package busybox-static)"
+# busybox from the non-static 'busybox' package would need shared libraries
+# that are not in the image.
+if ldd "$BUSYBOX" >/dev/null 2>&1; then
+    die "$BUSYBOX is dynamically linked: install busybox-static (scripts/setup-host.sh)"
+fi
+timeout 20 docker info >/dev/null 2>&1 || die "docker does not answer: run scripts/setup-host.sh first"
+
+# Hash of everything that determines the image content.
+hash="$(cat "$BUSYBOX" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
+
+current="$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null || true)"
+if [ "$force" = 0 ] && [ "$current" = "$hash" ]; then
+    log "$IMAGE is up to date ($LABEL=$hash)"
+else
+    old_id="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
+    log "building $IMAGE ($LABEL=$hash)"
+
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    root="$work/rootfs"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,proc,sys,dev,var/www,var/run,run,tmp}
+    chmod 1777 "$root/tmp"
+    chmod 700 "$root/root"
+    cp "$BUSYBOX" "$root/bin/busybox"
+
+    # One symlink per applet, at the path busybox itself would install it
+    # (--list-full prints e.g. "bin/sh", "sbin/ifconfig", "usr/bin/wget").
+    # Same as `busybox --install -s`, without needing a chroot.
+    "$BUSYBOX" --list-full | while read -r path; do
+        [ "$path" = bin/busybox ] && continue
+        mkdir -p "$root/$(dirname "$path")"
+        ln -sf /bin/busybox "$root/$path"
+    done
+
+    # Minimal accounts: some applets (httpd, ps, id, ls -l) look these up.
+    cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+    cat >"$root/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+    # Docker bind-mounts /etc/hosts, /etc/hostname and /etc/resolv.conf at
+    # run time, but they must exist as mount points in the image.
+    : >"$root/etc/hosts"; : >"$root/etc/hostname"; : >"$root/etc/resolv.conf"
+
+    # Reproducible tarball: fixed order, owner and mtime.
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        -C "$root" -cf "$work/rootfs.tar" .
+
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["/bin/sh"]' \
+        --change "LABEL $LABEL=$hash" \
+        --message "benchscale busybox test image ($hash)" \
+        "$work/rootfs.tar" "$IMAGE" >/dev/null
+
+    # The previous build is now untagged; drop it unless a container uses it.
+    new_id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+        docker image rm "$old_id" >/dev/null 2>&1 || true
+    fi
+    log "built $IMAGE ($new_id)"
+fi
+
+# Smoke test: the image must run a command.
+out="$(timeout 60 docker run --rm "$IMAGE" echo ok 2>&1)" || die "docker run $IMAGE echo ok failed: $out"
+[ "$out" = ok ] || die "docker run $IMAGE echo ok printed '$out', expected 'ok'"
+log "smoke test passed (docker run --rm $IMAGE echo ok)"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up the host, build benchscale and
+# bring up the quickstart lab.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup-host.sh
+bash scripts/build-images.sh
+cargo build --locked --release
+./target/release/benchscale validate topologies/quickstart.yaml
+./target/release/benchscale graph topologies/quickstart.yaml --format mermaid
