@@ -42,11 +42,11 @@ fn validate(files: &[std::path::PathBuf], output: OutputFormat) -> u8 {
             Ok(t) => {
                 if output == OutputFormat::Text {
                     println!(
-                        "{}: valid: lab `{}`, {} networks, {} nodes",
+                        "{}: valid: lab `{}`, {}, {}",
                         file.display(),
                         t.name,
-                        t.networks.len(),
-                        t.nodes.len()
+                        plural(t.networks.len(), "network"),
+                        plural(t.nodes.len(), "node")
                     );
                 }
             }
@@ -127,4 +127,12 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
         }
     }
     EXIT_OK
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }

@@ -27,27 +27,34 @@ pub use model::Topology;
 
 use crate::diagnostics::{Diagnostic, FileDiagnostics};
 
-/// Answers whether a `copy.src` file exists. [`load_file`] asks the file
-/// system; tests and fuzzing can answer without touching it.
+/// Answers whether a `copy.src` file can be copied. [`load_file`] asks the
+/// file system; tests and fuzzing can answer without touching it.
 pub trait FileCheck {
-    fn is_file(&self, path: &Path) -> bool;
+    /// `Err` says what is wrong, such as "does not exist".
+    fn check(&self, path: &Path) -> Result<(), String>;
 }
 
 /// Asks the real file system.
 pub struct RealFiles;
 
 impl FileCheck for RealFiles {
-    fn is_file(&self, path: &Path) -> bool {
-        path.is_file()
+    fn check(&self, path: &Path) -> Result<(), String> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(m) if m.is_dir() => Err("is a folder, not a file".into()),
+            Ok(_) => Err("is not a regular file".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
+            Err(e) => Err(format!("cannot be read ({e})")),
+        }
     }
 }
 
-/// Answers yes to every path.
+/// Accepts every path.
 pub struct AnyFile;
 
 impl FileCheck for AnyFile {
-    fn is_file(&self, _: &Path) -> bool {
-        true
+    fn check(&self, _: &Path) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -104,6 +111,10 @@ pub fn load_str(
     }
     for pointer in &unknown {
         remove_pointer(&mut document.value, pointer);
+    }
+    // Top-level `x-` keys hold the user's own anchors, as in compose files.
+    if let Some(map) = document.value.as_object_mut() {
+        map.retain(|key, _| !key.starts_with("x-"));
     }
     let raw: raw::RawTopology = match serde_json::from_value(document.value) {
         Ok(raw) => raw,
@@ -183,14 +194,14 @@ pub fn load_file(path: &Path) -> Result<Topology, FileDiagnostics> {
         )
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        unreadable(
-            "benchscale::yaml::encoding",
-            format!(
-                "the file is not valid UTF-8 (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-            "save the file as UTF-8",
-        )
+        // The text before the bad byte is valid, so the byte's line and
+        // column can still be shown.
+        let at = e.utf8_error().valid_up_to();
+        let text: Arc<str> = Arc::from(String::from_utf8_lossy(e.as_bytes()).as_ref());
+        let d = Diagnostic::new("benchscale::yaml::encoding", "the file is not valid UTF-8")
+            .with_span(at..at + 1, "not UTF-8")
+            .with_help("save the file as UTF-8");
+        FileDiagnostics::new(path, text, vec![d])
     })?;
     load_str(path, &text, &RealFiles)
 }

@@ -29,7 +29,7 @@ pub enum CidrError {
     #[error("`{given}` has host bits set; the network address is {network}")]
     HostBits { given: String, network: Ipv4Net },
     /// The network is too small to hold a gateway and a host.
-    #[error("a /{0} network has no room for a gateway and a node; use /29 or larger")]
+    #[error("a /{0} network has no room for a gateway and a node; use /30 or larger")]
     TooSmall(u8),
 }
 
@@ -78,9 +78,13 @@ impl FromStr for Ipv4Net {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| CidrError::NoPrefix(s.to_string()))?;
+        let Some((addr, prefix)) = s.split_once('/') else {
+            return Err(if s.parse::<Ipv4Addr>().is_ok() {
+                CidrError::NoPrefix(s.to_string())
+            } else {
+                CidrError::BadAddress(s.to_string())
+            });
+        };
         let addr: Ipv4Addr = addr
             .parse()
             .map_err(|_| CidrError::BadAddress(addr.to_string()))?;

@@ -18,7 +18,10 @@ pub const OUTPUT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
 /// A benchscale topology: one lab of networks, containers and VMs.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "benchscale topology, version 1")]
+#[schemars(
+    title = "benchscale topology, version 1",
+    extend("patternProperties" = {"^x-": {}})
+)]
 pub struct RawTopology {
     /// Format version. Optional; only 1 exists.
     // Read by the schema (`const: 1`), which refuses any other value.
@@ -36,11 +39,13 @@ pub struct RawTopology {
     #[serde(default)]
     pub defaults: RawDefaults,
     /// The lab's networks, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, RawNetwork>>")]
     #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
     pub networks: IndexMap<String, RawNetwork>,
     /// The lab's nodes, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, RawNode>>")]
     #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
     pub nodes: IndexMap<String, RawNode>,
 }
@@ -66,7 +71,8 @@ pub struct RawContainerDefaults {
     /// Command (argv list).
     pub command: Option<Vec<String>>,
     /// Environment variables; merged key by key with the node's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
     pub env: IndexMap<String, EnvValue>,
 }
 
@@ -105,13 +111,13 @@ pub struct RawNetwork {
     pub dhcp: Option<bool>,
 }
 
-/// What a node is.
+/// What a node is: `container` (Docker) or `vm` (libvirt/QEMU).
+// Variants carry no doc comments on purpose: with them schemars emits a
+// `oneOf` of constants instead of an `enum`, whose errors read worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawKind {
-    /// A Docker container.
     Container,
-    /// A libvirt/QEMU virtual machine.
     Vm,
 }
 
@@ -126,7 +132,8 @@ pub struct RawNode {
     /// Containers: the command as an argv list.
     pub command: Option<Vec<String>>,
     /// Containers: environment variables.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
     pub env: IndexMap<String, EnvValue>,
     /// VMs: direct kernel boot.
     pub boot: Option<RawBoot>,
@@ -146,10 +153,12 @@ pub struct RawNode {
     /// Nodes this node waits for, and for which condition.
     pub depends_on: Option<RawDependsOn>,
     /// Conditions that must all pass for the node to be healthy.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<Vec<RawHealth>>")]
     pub health: Vec<RawHealth>,
     /// Steps run in order once the node is healthy.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<Vec<RawStep>>")]
     pub provision: Vec<RawStep>,
 }
 
@@ -262,11 +271,11 @@ pub struct RawHealth {
     pub docker_health: Option<RawEmpty>,
     /// How long the condition may take, such as `30s` (default 60s for
     /// containers, 300s for VMs).
-    pub timeout: Option<String>,
+    pub timeout: Option<RawDuration>,
     /// Time between attempts (default `1s`).
-    pub interval: Option<String>,
+    pub interval: Option<RawDuration>,
     /// Failures during this time do not count (default `0s`).
-    pub start_period: Option<String>,
+    pub start_period: Option<RawDuration>,
 }
 
 /// `console` condition.
@@ -324,7 +333,7 @@ pub struct RawStep {
     #[schemars(regex(pattern = OUTPUT_PATTERN))]
     pub capture: Option<String>,
     /// How long the step may take (default `5m`).
-    pub timeout: Option<String>,
+    pub timeout: Option<RawDuration>,
     /// How often to retry a failed step (default 0).
     pub retries: Option<u32>,
     /// VMs: the user the step runs as.
@@ -343,6 +352,15 @@ pub struct RawCopy {
     pub mode: Option<String>,
 }
 
+/// A duration such as `500ms`, `30s`, `5m` or `1h`. A bare number is
+/// accepted by the schema so that resolution can say it lacks a unit.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Text(String),
+    Number(serde_json::Number),
+}
+
 /// Deserializes a key whose mere presence counts: `ssh:` with no value is as
 /// good as `ssh: {}`.
 fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -353,4 +371,14 @@ where
     Ok(Some(
         Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
     ))
+}
+
+/// Deserializes an empty value (`env:` with nothing after it) as an empty
+/// collection, as docker compose does.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }

@@ -185,6 +185,8 @@ impl Mapper<'_> {
                 .with_opt_span(value_span, "not allowed")
                 .with_help(help)
             }
+            // A version of the wrong type gets a type error already.
+            ValidationErrorKind::Constant { .. } if pointer == "/version" && !instance.is_number() => return,
             ValidationErrorKind::Constant { expected_value } if pointer == "/version" => {
                 Diagnostic::new(
                     "benchscale::version::unsupported",
@@ -199,11 +201,12 @@ impl Mapper<'_> {
                 pattern,
                 instance.as_str().unwrap_or_default(),
                 value_span,
+                &pointer,
             ),
             ValidationErrorKind::PropertyNames { error } => {
                 let name = error.instance().as_str().unwrap_or_default().to_string();
                 let at = format!("{pointer}/{}", escape_segment(&name));
-                pattern_diagnostic(NAME_PATTERN, &name, self.spans.key(&at)).with_pointer(at)
+                pattern_diagnostic(NAME_PATTERN, &name, self.spans.key(&at), &at).with_pointer(at)
             }
             ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
                 Diagnostic::new(
@@ -293,15 +296,36 @@ impl Mapper<'_> {
     }
 }
 
+/// Why a name does not match [`NAME_PATTERN`].
+fn name_problem(name: &str) -> &'static str {
+    if name.is_empty() {
+        "it is empty"
+    } else if name.chars().count() > 24 {
+        "it is longer than 24 characters"
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "it must start with a lowercase letter"
+    } else {
+        "it may hold only lowercase letters, digits and `-`"
+    }
+}
+
 fn pattern_diagnostic(
     pattern: &str,
     given: &str,
     span: Option<std::ops::Range<usize>>,
+    pointer: &str,
 ) -> Diagnostic {
     if pattern == NAME_PATTERN {
+        let what = if pointer == "/name" {
+            "lab name"
+        } else if pointer.starts_with("/networks/") {
+            "network name"
+        } else {
+            "node name"
+        };
         Diagnostic::new(
             "benchscale::name::invalid",
-            format!("`{given}` is not a valid name"),
+            format!("`{given}` is not a valid {what}: {}", name_problem(given)),
         )
         .with_opt_span(span, "invalid name")
         .with_help(

@@ -208,8 +208,27 @@ impl<'t> Builder<'t> {
     }
 
     fn syntax_error(&self, error: &ScanError) -> Fatal {
-        let at = self.conv.byte(error.marker().index());
-        let end = (at + 1).min(self.text.len()).max(at);
+        let mut at = self.conv.byte(error.marker().index());
+        // At the end of the file there is nothing to point at: point at the
+        // last character written instead, where the unclosed thing ends.
+        let written = self.text.trim_end().len();
+        if at >= written {
+            at = written.saturating_sub(1);
+            while !self.text.is_char_boundary(at) {
+                at -= 1;
+            }
+        }
+        // The scanner reports a tab after reading it; point at the tab.
+        if error.info().contains("tab")
+            && at > 0
+            && self.text.as_bytes().get(at - 1) == Some(&b'\t')
+        {
+            at -= 1;
+        }
+        let end = self.text[at..]
+            .chars()
+            .next()
+            .map_or(at, |c| at + c.len_utf8());
         Diagnostic::new(
             "benchscale::yaml::syntax",
             format!("invalid YAML: {}", error.info()),
@@ -586,7 +605,22 @@ pub fn resolve_plain(text: &str) -> Value {
     if let Some(n) = parse_int(text) {
         return Value::Number(n);
     }
-    if let Some(n) = parse_float(text).and_then(Number::from_f64) {
+    if let Some(f) = parse_float(text) {
+        // `2.0` and `1e3` are whole numbers, as JSON Schema sees them; make
+        // them integers so that integer fields accept them.
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            return Value::Number(Number::from(f as i64));
+        }
+        if let Some(n) = Number::from_f64(f) {
+            return Value::Number(n);
+        }
+    }
+    // Digits too many for 64 bits are still a number, not text.
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
         return Value::Number(n);
     }
     Value::String(text.to_string())

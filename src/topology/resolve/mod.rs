@@ -95,7 +95,7 @@ pub fn resolve(
             .unwrap_or_else(|| pointer(&["nodes", first]));
         let mut path = cycle.clone();
         path.push(first.clone());
-        ctx.at_value(
+        ctx.at_key(
             &at,
             Diagnostic::new(
                 "benchscale::graph::cycle",

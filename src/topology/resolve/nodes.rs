@@ -16,8 +16,8 @@ use crate::topology::model::{
     NodeKind, NodeSpec, Probe, Step, VmSpec,
 };
 use crate::topology::raw::{
-    RawAttachments, RawCondition, RawDependsOn, RawHealth, RawKind, RawNode, RawRun, RawStep,
-    RawTopology,
+    RawAttachments, RawCondition, RawDependsOn, RawDuration, RawHealth, RawKind, RawNode, RawRun,
+    RawStep, RawTopology,
 };
 use crate::topology::spans::pointer;
 
@@ -55,11 +55,18 @@ fn condition_of(raw: RawCondition) -> Condition {
     }
 }
 
-fn duration_at(ctx: &mut Ctx<'_>, at: &str, text: Option<&String>, default: Duration) -> Duration {
-    let Some(text) = text else {
-        return default;
+fn duration_at(
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    raw: Option<&RawDuration>,
+    default: Duration,
+) -> Duration {
+    let parsed = match raw {
+        None => return default,
+        Some(RawDuration::Text(text)) => duration::parse(text),
+        Some(RawDuration::Number(n)) => Err(format!("`{n}` needs a unit: ms, s, m or h")),
     };
-    duration::parse(text).unwrap_or_else(|message| {
+    parsed.unwrap_or_else(|message| {
         ctx.at_value(
             at,
             Diagnostic::new(
@@ -490,10 +497,7 @@ fn resolve_health(
                 &field("console/pattern"),
                 Diagnostic::new(
                     "benchscale::health::invalid_pattern",
-                    format!(
-                        "invalid regular expression: {}",
-                        e.to_string().lines().last().unwrap_or_default()
-                    ),
+                    format!("invalid regular expression: {}", regex_problem(&e)),
                 )
                 .with_help("fix the regex; escape special characters such as `(` or `[` with `\\`"),
                 "invalid regex",
@@ -700,12 +704,12 @@ fn resolve_step(
                 parsed
             });
             let src = base_dir.join(&copy.src);
-            if !ctx.files.is_file(&src) {
+            if let Err(problem) = ctx.files.check(&src) {
                 ctx.at_value(
                     &field("copy/src"),
                     Diagnostic::new(
                         "benchscale::step::copy_src_missing",
-                        format!("`{}` does not exist (looked for {})", copy.src, src.display()),
+                        format!("`{}` {problem} (looked for {})", copy.src, src.display()),
                     )
                     .with_help("`copy.src` is relative to the topology file's folder; fix the path or add the file"),
                     "no such file",
@@ -764,4 +768,12 @@ pub(super) fn captures(node: &RawNode) -> HashMap<String, usize> {
         }
     }
     out
+}
+
+/// The last line of a regex error, which names the problem, without the
+/// `error: ` prefix the regex crate puts before it.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
