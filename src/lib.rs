@@ -2,9 +2,14 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod engine;
+pub mod exec;
 pub mod graph;
+pub mod plan;
+pub mod registry;
 pub mod synth;
 pub mod topology;

@@ -57,4 +57,71 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Observe the lab, diff it against the file, print the changes and why.
+    Plan {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+        /// Exit 2 when changes are pending, 0 when none, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the lab match the file.
+    Apply {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Most backend calls at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallelism: u16,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Remove everything the lab owns, also without the registry.
+    Destroy {
+        /// The topology file whose lab to remove.
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "lab",
+            conflicts_with = "lab"
+        )]
+        file: Option<PathBuf>,
+        /// The lab's name, when the file is gone.
+        #[arg(long, value_name = "NAME")]
+        lab: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Nodes, addresses, health and outputs of a lab, or of every lab.
+    Status {
+        #[arg(value_name = "LAB")]
+        lab: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// The labs that own resources or have a record.
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Run a command in a node; its exit code becomes benchscale's.
+    Exec {
+        #[arg(value_name = "LAB")]
+        lab: String,
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// A node's log: the container's output.
+    Logs {
+        #[arg(value_name = "LAB")]
+        lab: String,
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
 }

@@ -19,10 +19,11 @@ pub fn run(cli: Cli) -> u8 {
             EXIT_OK
         }
         Command::Config { output } => config(cli.config.as_deref(), output),
+        lab_command => super::lab::run(cli.config.as_deref(), lab_command),
     }
 }
 
-fn print_diagnostics(problems: &FileDiagnostics) {
+pub(super) fn print_diagnostics(problems: &FileDiagnostics) {
     let handler = miette::GraphicalReportHandler::new();
     let mut stderr = std::io::stderr().lock();
     for rendered in problems.rendered() {

@@ -4,6 +4,8 @@
 
 mod args;
 mod commands;
+mod lab;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -130,7 +130,7 @@ pub fn load_str(
         }
     };
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    match resolve::resolve(raw, &document.spans, &base_dir, files) {
+    match resolve::resolve(raw, &document.spans, path, &base_dir, files) {
         Ok(topology) if diagnostics.is_empty() => Ok(topology),
         Ok(_) => Err(fail(diagnostics)),
         Err(more) => {

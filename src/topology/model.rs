@@ -18,6 +18,8 @@ pub struct Topology {
     /// Lab name.
     pub name: String,
     pub description: Option<String>,
+    /// The topology file, as given.
+    pub source: PathBuf,
     /// The topology file's folder; `copy.src` paths are resolved against it.
     pub base_dir: PathBuf,
     pub networks: IndexMap<String, Network>,
@@ -35,7 +37,7 @@ pub struct Network {
 }
 
 /// The kind of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Container,

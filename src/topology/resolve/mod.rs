@@ -49,6 +49,7 @@ impl Ctx<'_> {
 pub fn resolve(
     raw: RawTopology,
     spans: &SpanMap,
+    source: &Path,
     base_dir: &Path,
     files: &dyn super::FileCheck,
 ) -> Result<Topology, Vec<Diagnostic>> {
@@ -109,6 +110,7 @@ pub fn resolve(
         Ok(Topology {
             name: raw.name,
             description: raw.description,
+            source: source.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
             networks,
             nodes,

@@ -1,0 +1,301 @@
+//! An in-memory backend for unit tests of the planner and the executor.
+//!
+//! It keeps networks and nodes in maps, records every mutating call, and
+//! answers `exec` by echoing the command, so captures are predictable.
+//! Commands containing `fail` exit 1; images containing `missing` are
+//! missing. Integration tests never use it: they run against real daemons.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::{
+    Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed, ObservedNetwork,
+    ObservedNode, RunState,
+};
+use crate::topology::model::{Network, NodeKind};
+
+#[derive(Debug, Clone)]
+pub struct FakeNode {
+    pub lab: String,
+    pub name: String,
+    pub spec_hash: String,
+    pub state: RunState,
+    pub networks: BTreeMap<String, Option<Ipv4Addr>>,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub networks: BTreeMap<String, (String, String, String)>,
+    pub nodes: BTreeMap<String, FakeNode>,
+    pub next_id: u64,
+    /// Mutating calls, in order, such as `create web`.
+    pub calls: Vec<String>,
+    /// Every request `create` received, in order (env and command as
+    /// substituted by the executor).
+    pub requests: Vec<CreateRequest>,
+    /// Calls of `create`, `start`, `exec` and `delete` in flight now, and the
+    /// most there ever were (meaningful with a `delay`).
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+}
+
+/// The fake backend.
+#[derive(Debug, Default)]
+pub struct FakeBackend {
+    pub state: Mutex<FakeState>,
+    /// How long `create`, `start`, `exec` and `delete` take; zero by default.
+    pub delay: std::time::Duration,
+}
+
+impl FakeBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().expect("fake state lock"))
+    }
+
+    /// A fake whose `create`, `start`, `exec` and `delete` each take `delay`,
+    /// so that tests can see how many run at once.
+    pub fn with_delay(delay: std::time::Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+
+    /// Requests `create` received so far.
+    pub fn requests(&self) -> Vec<CreateRequest> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// The most calls that were ever in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.with(|s| s.max_in_flight)
+    }
+
+    /// Counts a call in flight for the configured delay.
+    async fn busy(&self) {
+        if self.delay.is_zero() {
+            return;
+        }
+        self.with(|s| {
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        });
+        tokio::time::sleep(self.delay).await;
+        self.with(|s| s.in_flight -= 1);
+    }
+
+    /// Mutating calls so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<String> {
+        self.with(|s| std::mem::take(&mut s.calls))
+    }
+
+    fn node_name(&self, id: &str) -> String {
+        self.with(|s| s.nodes.get(id).map(|n| n.name.clone()).unwrap_or_default())
+    }
+}
+
+impl Backend for FakeBackend {
+    async fn observe(&self, lab: &str) -> Result<Observed, BackendError> {
+        Ok(self.with(|s| Observed {
+            networks: s
+                .networks
+                .iter()
+                .filter(|(_, (l, _, _))| l == lab)
+                .map(|(id, (_, name, hash))| ObservedNetwork {
+                    id: id.clone(),
+                    name: name.clone(),
+                    spec_hash: hash.clone(),
+                })
+                .collect(),
+            nodes: s
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.lab == lab)
+                .map(|(id, n)| ObservedNode {
+                    id: id.clone(),
+                    name: n.name.clone(),
+                    kind: NodeKind::Container,
+                    spec_hash: n.spec_hash.clone(),
+                    state: n.state.clone(),
+                    networks: n.networks.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn labs(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.with(|s| {
+            let mut labs: Vec<String> = s.nodes.values().map(|n| n.lab.clone()).collect();
+            labs.extend(s.networks.values().map(|(l, _, _)| l.clone()));
+            labs.sort();
+            labs.dedup();
+            labs
+        }))
+    }
+
+    async fn check_image(&self, image: &str) -> Result<(), BackendError> {
+        if image.contains("missing") {
+            Err(BackendError::ImageMissing {
+                image: image.into(),
+                message: "no such image".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create_network(
+        &self,
+        lab: &str,
+        network: &Network,
+        spec_hash: &str,
+    ) -> Result<String, BackendError> {
+        Ok(self.with(|s| {
+            s.next_id += 1;
+            let id = format!("net{}", s.next_id);
+            s.networks.insert(
+                id.clone(),
+                (lab.into(), network.name.clone(), spec_hash.into()),
+            );
+            s.calls.push(format!("create-network {}", network.name));
+            id
+        }))
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
+        self.with(|s| {
+            if let Some((_, name, _)) = s.networks.remove(id) {
+                s.calls.push(format!("remove-network {name}"));
+            }
+        });
+        Ok(())
+    }
+
+    async fn create(&self, request: &CreateRequest) -> Result<String, BackendError> {
+        self.busy().await;
+        self.with(|s| s.requests.push(request.clone()));
+        if request.image.contains("missing") {
+            return Err(BackendError::ImageMissing {
+                image: request.image.clone(),
+                message: "no such image".into(),
+            });
+        }
+        Ok(self.with(|s| {
+            s.next_id += 1;
+            let id = format!("c{}", s.next_id);
+            s.nodes.insert(
+                id.clone(),
+                FakeNode {
+                    lab: request.lab.clone(),
+                    name: request.node.clone(),
+                    spec_hash: request.spec_hash.clone(),
+                    state: RunState::Stopped,
+                    networks: request
+                        .networks
+                        .iter()
+                        .map(|(n, _, ip)| {
+                            (
+                                n.clone(),
+                                Some(ip.unwrap_or(Ipv4Addr::new(10, 99, 0, s.next_id as u8))),
+                            )
+                        })
+                        .collect(),
+                },
+            );
+            s.calls.push(format!("create {}", request.node));
+            id
+        }))
+    }
+
+    async fn start(&self, id: &str) -> Result<(), BackendError> {
+        self.busy().await;
+        self.with(|s| match s.nodes.get_mut(id) {
+            Some(n) => {
+                n.state = RunState::Running;
+                let name = n.name.clone();
+                s.calls.push(format!("start {name}"));
+                Ok(())
+            }
+            None => Err(BackendError::NotFound { what: id.into() }),
+        })
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), BackendError> {
+        self.with(|s| {
+            if let Some(n) = s.nodes.get_mut(id) {
+                n.state = RunState::Stopped;
+                let name = n.name.clone();
+                s.calls.push(format!("stop {name}"));
+            }
+        });
+        Ok(())
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), BackendError> {
+        self.busy().await;
+        self.with(|s| {
+            if let Some(n) = s.nodes.remove(id) {
+                s.calls.push(format!("delete {}", n.name));
+            }
+        });
+        Ok(())
+    }
+
+    async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
+        self.with(|s| match s.nodes.get(id) {
+            Some(n) => Ok(NodeStatus {
+                state: n.state.clone(),
+                addresses: n
+                    .networks
+                    .iter()
+                    .filter_map(|(k, v)| v.map(|ip| (k.clone(), ip)))
+                    .collect(),
+                docker_health: None,
+                exit_code: None,
+            }),
+            None => Err(BackendError::NotFound { what: id.into() }),
+        })
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, BackendError> {
+        self.busy().await;
+        let name = self.node_name(id);
+        let joined = argv.join(" ");
+        self.with(|s| s.calls.push(format!("exec {name}: {joined}")));
+        if joined.contains("fail") {
+            Ok(ExecOutput {
+                exit_code: 1,
+                stdout: String::new(),
+                stderr: "failed on purpose".into(),
+            })
+        } else {
+            Ok(ExecOutput {
+                exit_code: 0,
+                stdout: format!("{}\n", argv.last().cloned().unwrap_or_default()),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    async fn copy(
+        &self,
+        id: &str,
+        _src: &Path,
+        dest: &str,
+        _mode: Option<u32>,
+    ) -> Result<(), BackendError> {
+        let name = self.node_name(id);
+        self.with(|s| s.calls.push(format!("copy {name}: {dest}")));
+        Ok(())
+    }
+
+    async fn logs(&self, _id: &str, _tail: Option<usize>) -> Result<String, BackendError> {
+        Ok("fake log line\n".into())
+    }
+}

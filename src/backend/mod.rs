@@ -1,0 +1,204 @@
+//! Backends: the only code that talks to Docker (and, later, libvirt).
+//!
+//! The [`Backend`] trait is kept to what the executor needs. Every resource a
+//! backend creates carries the ownership labels below, and a backend only
+//! ever observes, changes or removes resources that carry them.
+//!
+//! Architecture Invariant: only `backend/*` talks to Docker or libvirt.
+
+pub mod docker;
+#[cfg(test)]
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::model::{Network, NodeKind};
+
+/// Label: the lab a resource belongs to.
+pub const LABEL_LAB: &str = "io.benchscale.lab";
+/// Label: the node a container realizes.
+pub const LABEL_NODE: &str = "io.benchscale.node";
+/// Label: the network a Docker network realizes.
+pub const LABEL_NETWORK: &str = "io.benchscale.network";
+/// Label: hash of the fields that force a re-create.
+pub const LABEL_SPEC_HASH: &str = "io.benchscale.spec-hash";
+
+/// The real name of a lab's network or node: `bs-<lab>-<name>`.
+pub fn resource_name(lab: &str, name: &str) -> String {
+    format!("bs-{lab}-{name}")
+}
+
+/// Whether a node runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    /// Created, exited or otherwise not running; `start` makes it run.
+    Stopped,
+    /// Paused, restarting, dead or being removed: it must be re-created.
+    Broken(String),
+}
+
+/// A network the backend found, by its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNetwork {
+    /// Backend id.
+    pub id: String,
+    /// Logical network name (from the label).
+    pub name: String,
+    pub spec_hash: String,
+}
+
+/// A node the backend found, by its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedNode {
+    /// Backend id.
+    pub id: String,
+    /// Logical node name (from the label).
+    pub name: String,
+    pub kind: NodeKind,
+    pub spec_hash: String,
+    pub state: RunState,
+    /// Logical networks it is attached to, with its address on each.
+    pub networks: BTreeMap<String, Option<Ipv4Addr>>,
+}
+
+/// Everything of one lab the backend found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub networks: Vec<ObservedNetwork>,
+    pub nodes: Vec<ObservedNode>,
+}
+
+/// What to create for a node; every `${{ ... }}` is already substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub lab: String,
+    pub node: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    /// Logical network, its backend id, and the static address if any, in
+    /// the order the file gives.
+    pub networks: Vec<(String, String, Option<Ipv4Addr>)>,
+    pub spec_hash: String,
+}
+
+/// A node's state right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    pub state: RunState,
+    /// Logical network to address.
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// Docker's HEALTHCHECK status (`starting`, `healthy`, `unhealthy`), if
+    /// the image has one.
+    pub docker_health: Option<String>,
+    /// Exit code when the node has stopped.
+    pub exit_code: Option<i64>,
+}
+
+/// The result of a command run in a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A backend failure.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BackendError {
+    /// The daemon does not answer at its address.
+    #[error("cannot reach the Docker engine at {endpoint}: {message}")]
+    #[diagnostic(
+        code(benchscale::docker::unreachable),
+        help(
+            "start the Docker engine (scripts/setup-host.sh does), or point BENCHSCALE_DOCKER_HOST at it"
+        )
+    )]
+    Unreachable { endpoint: String, message: String },
+    /// An image a node needs is not on the engine and cannot be pulled.
+    #[error("image `{image}` is not available: {message}")]
+    #[diagnostic(
+        code(benchscale::docker::image_missing),
+        help(
+            "build or load the image first (scripts/build-images.sh builds benchscale/busybox:latest), or fix the name"
+        )
+    )]
+    ImageMissing { image: String, message: String },
+    /// The resource is gone (removed behind our back).
+    #[error("{what} does not exist")]
+    #[diagnostic(
+        code(benchscale::docker::not_found),
+        help("run `benchscale apply` again to re-create it")
+    )]
+    NotFound { what: String },
+    /// Any other API error.
+    #[error("{operation} failed: {message}")]
+    #[diagnostic(code(benchscale::docker::api))]
+    Api { operation: String, message: String },
+}
+
+/// The operations the executor needs from a backend.
+///
+/// # Idempotency
+///
+/// `delete` and `remove_network` succeed when the resource is already gone.
+/// `create` fails when a resource of that name exists: the planner deletes
+/// first.
+///
+/// # Cancellation
+///
+/// Dropping a returned future abandons the wait; a call already sent to the
+/// daemon may still complete there. The next `observe` sees its effect.
+pub trait Backend: Send + Sync + 'static {
+    /// Everything of `lab` that carries its labels.
+    fn observe(&self, lab: &str) -> impl Future<Output = Result<Observed, BackendError>> + Send;
+    /// Names of every lab that owns at least one resource.
+    fn labs(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Fails with [`BackendError::ImageMissing`] when `image` cannot be used.
+    fn check_image(&self, image: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Creates a network; returns its id.
+    fn create_network(
+        &self,
+        lab: &str,
+        network: &Network,
+        spec_hash: &str,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn remove_network(&self, id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Creates (but does not start) a node; returns its id.
+    fn create(
+        &self,
+        request: &CreateRequest,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn stop(&self, id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes a node, running or not.
+    fn delete(&self, id: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn status(&self, id: &str) -> impl Future<Output = Result<NodeStatus, BackendError>> + Send;
+    /// Runs `argv` in the node and waits for it to exit.
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+    ) -> impl Future<Output = Result<ExecOutput, BackendError>> + Send;
+    /// Copies a local file to `dest` in the node, creating its folders.
+    fn copy(
+        &self,
+        id: &str,
+        src: &Path,
+        dest: &str,
+        mode: Option<u32>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The node's log (container output); the last `tail` lines if given.
+    fn logs(
+        &self,
+        id: &str,
+        tail: Option<usize>,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+}

@@ -1,0 +1,403 @@
+//! Commands that work on a lab through a backend: plan, apply, destroy,
+//! status, list, exec, logs.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use super::args::{Command, OutputFormat};
+use super::commands::print_diagnostics;
+use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK};
+use crate::config::Config;
+use crate::engine::{ApplyOptions, Engine, EngineError, LabStatus};
+use crate::exec::{EventSink, NodeEnd};
+use crate::plan::{Action, Plan};
+use crate::topology::{self, Topology};
+
+fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
+    eprintln!("{:?}", miette::Report::new(error));
+    EXIT_ERROR
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn load(file: &Path) -> Result<Topology, u8> {
+    topology::load_file(file).map_err(|problems| {
+        print_diagnostics(&problems);
+        EXIT_ERROR
+    })
+}
+
+/// Runs a lab command on a fresh runtime and returns its exit code.
+pub fn run(config: Option<&Path>, command: Command) -> u8 {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return report(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    runtime.block_on(run_async(&config, command))
+}
+
+async fn engine(config: &Config) -> Result<Engine<crate::backend::docker::DockerBackend>, u8> {
+    Engine::docker(config).await.map_err(report)
+}
+
+async fn run_async(config: &Config, command: Command) -> u8 {
+    match command {
+        Command::Plan {
+            file,
+            output,
+            detailed_exitcode,
+        } => {
+            let Ok(topology) = load(&file) else {
+                return EXIT_ERROR;
+            };
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            match engine.plan(&topology).await {
+                Ok(plan) => {
+                    match output {
+                        OutputFormat::Json => print_json(&plan),
+                        OutputFormat::Text => print_plan(&plan),
+                    }
+                    if detailed_exitcode && plan.has_changes() {
+                        EXIT_CHANGES
+                    } else {
+                        EXIT_OK
+                    }
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Apply {
+            file,
+            parallelism,
+            output,
+        } => apply(config, &file, parallelism.into(), output).await,
+        Command::Destroy { file, lab, output } => {
+            let lab = match (file, lab) {
+                (Some(file), _) => match load(&file) {
+                    Ok(t) => t.name,
+                    Err(code) => return code,
+                },
+                (None, Some(lab)) => lab,
+                (None, None) => return EXIT_ERROR,
+            };
+            if regex::Regex::new(crate::topology::raw::NAME_PATTERN)
+                .is_ok_and(|r| !r.is_match(&lab))
+            {
+                eprintln!(
+                    "`{lab}` is not a lab name: names match {}",
+                    crate::topology::raw::NAME_PATTERN
+                );
+                return EXIT_ERROR;
+            }
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let renderer = tokio::spawn(super::progress::render(rx, output == OutputFormat::Json));
+            let result = engine.destroy(&lab, EventSink::new(tx)).await;
+            let _ = renderer.await;
+            match result {
+                Ok(r) => {
+                    match output {
+                        OutputFormat::Json => print_json(&r),
+                        OutputFormat::Text => {
+                            if r.nodes.is_empty() && r.networks.is_empty() {
+                                println!("lab {lab}: nothing to remove");
+                            } else {
+                                println!(
+                                    "lab {lab}: removed {} nodes and {} networks",
+                                    r.nodes.len(),
+                                    r.networks.len()
+                                );
+                            }
+                            for e in &r.errors {
+                                eprintln!("error: {e}");
+                            }
+                        }
+                    }
+                    if r.errors.is_empty() {
+                        EXIT_OK
+                    } else {
+                        EXIT_ERROR
+                    }
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Status { lab, output } => {
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            let labs = match lab {
+                Some(lab) => vec![lab],
+                None => match engine.list().await {
+                    Ok(list) => list.into_iter().map(|l| l.lab).collect(),
+                    Err(e) => return report(e),
+                },
+            };
+            let mut all = Vec::new();
+            for lab in labs {
+                match engine.status(&lab).await {
+                    Ok(s) => all.push(s),
+                    Err(e) => return report(e),
+                }
+            }
+            match output {
+                OutputFormat::Json => print_json(&all),
+                OutputFormat::Text => all.iter().for_each(print_status),
+            }
+            EXIT_OK
+        }
+        Command::List { output } => {
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            match engine.list().await {
+                Ok(list) => {
+                    match output {
+                        OutputFormat::Json => print_json(&list),
+                        OutputFormat::Text => {
+                            println!("{:<24} {:>5} {:>7}  TOPOLOGY", "LAB", "NODES", "RUNNING");
+                            for l in list {
+                                println!(
+                                    "{:<24} {:>5} {:>7}  {}",
+                                    l.lab,
+                                    l.nodes,
+                                    l.running,
+                                    l.topology_path.unwrap_or_default()
+                                );
+                            }
+                        }
+                    }
+                    EXIT_OK
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Exec { lab, node, command } => {
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            match engine.exec(&lab, &node, &command).await {
+                Ok(out) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+                    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+                    u8::try_from(out.exit_code.clamp(0, 255)).unwrap_or(EXIT_ERROR)
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Logs { lab, node, tail } => {
+            let engine = match engine(config).await {
+                Ok(e) => e,
+                Err(code) => return code,
+            };
+            match engine.logs(&lab, &node, tail).await {
+                Ok(text) => {
+                    print!("{text}");
+                    EXIT_OK
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Validate { .. }
+        | Command::Graph { .. }
+        | Command::Schema
+        | Command::Config { .. } => EXIT_ERROR,
+    }
+}
+
+/// Fires `cancel` on Ctrl-C or SIGTERM.
+fn watch_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        eprintln!("interrupted: letting work in flight finish, starting nothing new");
+        cancel.cancel();
+    });
+}
+
+async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputFormat) -> u8 {
+    let Ok(topology) = load(file) else {
+        return EXIT_ERROR;
+    };
+    let engine = match engine(config).await {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let renderer = tokio::spawn(super::progress::render(rx, output == OutputFormat::Json));
+    let result = engine
+        .apply(
+            topology,
+            ApplyOptions {
+                parallelism,
+                cancel: cancel.clone(),
+            },
+            EventSink::new(tx),
+        )
+        .await;
+    let _ = renderer.await;
+    let report = match result {
+        Ok(r) => r,
+        Err(EngineError::Registry(e)) => return self::report(e),
+        Err(e) => return self::report(e),
+    };
+    if output == OutputFormat::Json {
+        print_json(&report);
+    } else {
+        let outcome = &report.outcome;
+        for e in &outcome.errors {
+            eprintln!("error: {e}");
+        }
+        for (name, node) in &outcome.nodes {
+            if let NodeEnd::Failed { error } = &node.end {
+                eprintln!("error: node {name}: {error}");
+            }
+        }
+        let skipped: Vec<&String> = outcome
+            .nodes
+            .iter()
+            .filter(|(_, n)| matches!(n.end, NodeEnd::Skipped { .. }))
+            .map(|(k, _)| k)
+            .collect();
+        if !skipped.is_empty() {
+            let names: Vec<&str> = skipped.iter().map(|s| s.as_str()).collect();
+            eprintln!("skipped: {}", names.join(", "));
+        }
+        let secs = report.duration_ms as f64 / 1000.0;
+        if outcome.interrupted {
+            eprintln!("apply interrupted after {secs:.1}s; run it again to finish");
+        } else if outcome.ok() {
+            if outcome.changes == 0 && report.plan.steps.is_empty() {
+                println!("lab {}: no changes ({secs:.1}s)", report.plan.lab);
+            } else {
+                println!(
+                    "lab {}: applied {} changes in {secs:.1}s",
+                    report.plan.lab, outcome.changes
+                );
+            }
+        } else {
+            eprintln!("apply failed after {secs:.1}s");
+        }
+    }
+    if report.outcome.interrupted {
+        EXIT_INTERRUPTED
+    } else if report.outcome.ok() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    let changes: Vec<_> = plan.changes().collect();
+    if changes.is_empty() && plan.steps.is_empty() {
+        println!("lab {}: no changes; the lab matches the file", plan.lab);
+        return;
+    }
+    println!("{:<9} {:<10} {:<24} REASON", "ACTION", "KIND", "NAME");
+    for c in &changes {
+        let kind = serde_json::to_value(c.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        println!(
+            "{:<9} {:<10} {:<24} {}",
+            c.action.as_str(),
+            kind,
+            c.name,
+            c.reason
+        );
+    }
+    for s in &plan.steps {
+        let names: Vec<String> = s.steps.iter().map(|i| (i + 1).to_string()).collect();
+        println!(
+            "{:<9} {:<10} {:<24} {} ({})",
+            "run",
+            "steps",
+            s.node,
+            names.join(", "),
+            s.reason
+        );
+    }
+    let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    println!(
+        "\nPlan: {} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes.",
+        count(Action::Create),
+        count(Action::Replace),
+        count(Action::Start),
+        count(Action::Delete),
+        plan.steps.len()
+    );
+}
+
+fn print_status(s: &LabStatus) {
+    println!(
+        "lab {}{}",
+        s.lab,
+        s.last_apply
+            .as_ref()
+            .map(|l| format!("  (last apply: {l})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  {:<20} {:<10} {:<10} {:<10} {:<28} OUTPUTS",
+        "NODE", "KIND", "STATE", "HEALTH", "ADDRESSES"
+    );
+    for n in &s.nodes {
+        let addresses: Vec<String> = n
+            .addresses
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let outputs: Vec<String> = n.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {:<20} {:<10} {:<10} {:<10} {:<28} {}",
+            n.name,
+            n.kind,
+            n.state,
+            n.health,
+            addresses.join(" "),
+            outputs.join(" ")
+        );
+    }
+}

@@ -1,0 +1,458 @@
+//! The library API: what the CLI does, reachable from Rust.
+//!
+//! An [`Engine`] joins a backend, the registry and the configuration. Its
+//! methods load nothing from disk but the registry: callers pass a resolved
+//! [`Topology`] (see [`crate::topology::load_file`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use benchscale::{config::Config, engine::Engine, exec::EventSink};
+//! let config = Config::load(None)?;
+//! let engine = Engine::docker(&config).await?;
+//! let topology = benchscale::topology::load_file("lab.yaml".as_ref()).map_err(|e| e.to_short_lines().join("\n"))?;
+//! let report = engine.apply(topology, Default::default(), EventSink::none()).await?;
+//! assert!(report.outcome.ok());
+//! engine.destroy(&report.plan.lab, EventSink::none()).await?;
+//! # Ok(()) }
+//! ```
+
+mod status;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use status::{LabStatus, LabSummary, NodeStatusReport};
+
+use crate::backend::docker::DockerBackend;
+use crate::backend::{Backend, BackendError, ExecOutput};
+use crate::config::Config;
+use crate::exec::{self, Event, EventSink, NodeEnd, Outcome, Prior};
+use crate::plan::hash::{NodeSpecV1, network_hash};
+use crate::plan::{Action, Plan, diff};
+use crate::registry::{
+    HistoryEntry, LabRecord, NetworkRecord, NodeRecord, Registry, RegistryError,
+};
+use crate::topology::Topology;
+use crate::topology::model::NodeKind;
+
+/// An engine failure.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EngineError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] RegistryError),
+    /// VM nodes need a backend that does not exist yet.
+    #[error("node `{node}` is a VM, and this benchscale has no libvirt backend yet")]
+    #[diagnostic(
+        code(benchscale::engine::vm_unsupported),
+        help("use `kind: container` nodes for now")
+    )]
+    VmUnsupported { node: String },
+    /// Images a node needs are missing; nothing was created.
+    #[error("{0}")]
+    #[diagnostic(
+        code(benchscale::docker::image_missing),
+        help(
+            "build or load the images first (scripts/build-images.sh builds benchscale/busybox:latest), or fix the names; nothing was created"
+        )
+    )]
+    ImagesMissing(String),
+    /// The lab or node is not known.
+    #[error("{what} not found")]
+    #[diagnostic(
+        code(benchscale::engine::not_found),
+        help("`benchscale list` shows the labs and `benchscale status LAB` their nodes")
+    )]
+    NotFound { what: String },
+}
+
+/// How `apply` runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Most backend calls at once.
+    pub parallelism: usize,
+    /// Fire it to interrupt: no new work starts, the registry is saved.
+    pub cancel: CancellationToken,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            // The daemon serializes much of its work; measured on two cores,
+            // eight in flight is about as fast as any higher number.
+            parallelism: 8,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub plan: Plan,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+}
+
+/// What `destroy` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DestroyReport {
+    pub lab: String,
+    pub nodes: Vec<String>,
+    pub networks: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The engine: a backend, the registry and the configuration.
+pub struct Engine<B> {
+    backend: Arc<B>,
+    registry: Registry,
+}
+
+impl Engine<DockerBackend> {
+    /// Connects to the Docker engine the configuration names.
+    ///
+    /// # Errors
+    ///
+    /// The engine does not answer.
+    pub async fn docker(config: &Config) -> Result<Self, EngineError> {
+        let backend = DockerBackend::connect(&config.docker_host.value).await?;
+        Ok(Self::new(backend, Registry::new(&config.state_dir.value)))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl<B: Backend> Engine<B> {
+    pub fn new(backend: B, registry: Registry) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            registry,
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn refuse_vms(topology: &Topology) -> Result<(), EngineError> {
+        match topology.nodes.values().find(|n| n.kind == NodeKind::Vm) {
+            Some(node) => Err(EngineError::VmUnsupported {
+                node: node.name.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Observes the lab and plans what `apply` would change.
+    ///
+    /// # Errors
+    ///
+    /// The backend or the registry fails.
+    pub async fn plan(&self, topology: &Topology) -> Result<Plan, EngineError> {
+        Self::refuse_vms(topology)?;
+        let record = self.registry.load(&topology.name)?;
+        let observed = self.backend.observe(&topology.name).await?;
+        Ok(diff(topology, &observed, record.as_ref()))
+    }
+
+    /// Makes the lab match the topology.
+    ///
+    /// # Errors
+    ///
+    /// The lab is locked by another process, the backend is unreachable, or
+    /// an image is missing; in each case nothing was changed. Failures of
+    /// single nodes are not errors: they are in the report's outcome.
+    ///
+    /// # Cancellation
+    ///
+    /// Fire `options.cancel`: work in flight finishes, nothing new starts,
+    /// and the registry records what was done.
+    pub async fn apply(
+        &self,
+        topology: Topology,
+        options: ApplyOptions,
+        events: EventSink,
+    ) -> Result<ApplyReport, EngineError> {
+        let started = Instant::now();
+        let started_at = now_secs();
+        Self::refuse_vms(&topology)?;
+        let lab = topology.name.clone();
+        let _lock = self.registry.lock(&lab)?;
+        let mut record = self
+            .registry
+            .load(&lab)?
+            .unwrap_or_else(|| LabRecord::new(&lab));
+        let observed = self.backend.observe(&lab).await?;
+        let plan = diff(&topology, &observed, Some(&record));
+        self.check_images(&topology, &plan).await?;
+        let prior = Prior {
+            outputs: record
+                .nodes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.outputs.clone()))
+                .collect(),
+            steps_done: record
+                .nodes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.steps.clone()))
+                .collect(),
+        };
+        let topology = Arc::new(topology);
+        let plan = Arc::new(plan);
+        let outcome = exec::apply(
+            self.backend.clone(),
+            topology.clone(),
+            plan.clone(),
+            &observed,
+            prior,
+            exec::Options {
+                parallelism: options.parallelism,
+                cancel: options.cancel.clone(),
+            },
+            events,
+        )
+        .await;
+        update_record(&mut record, &topology, &plan, &outcome);
+        record.topology_path = Some(
+            std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone()),
+        );
+        record.topology_hash = serde_json::to_vec(&*topology).ok().map(|bytes| {
+            use sha2::Digest;
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        record.push_history(HistoryEntry {
+            command: "apply".into(),
+            started_at,
+            duration_ms,
+            result: if outcome.interrupted {
+                "interrupted".into()
+            } else if outcome.ok() {
+                "ok".into()
+            } else {
+                "failed".into()
+            },
+            changes: outcome.changes,
+            message: first_error(&outcome),
+        });
+        self.registry.save(&record)?;
+        Ok(ApplyReport {
+            plan: (*plan).clone(),
+            outcome,
+            duration_ms,
+        })
+    }
+
+    async fn check_images(&self, topology: &Topology, plan: &Plan) -> Result<(), EngineError> {
+        let images: BTreeSet<&str> = plan
+            .nodes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+            .filter_map(|c| topology.nodes.get(&c.name))
+            .map(|n| n.image.as_str())
+            .collect();
+        let mut missing = Vec::new();
+        for image in images {
+            match self.backend.check_image(image).await {
+                Ok(()) => {}
+                Err(BackendError::ImageMissing { image, .. }) => missing.push(image),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            let names: Vec<String> = missing.iter().map(|i| format!("`{i}`")).collect();
+            Err(EngineError::ImagesMissing(format!(
+                "image{} {} not available",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )))
+        }
+    }
+
+    /// Removes everything the lab owns, found by its labels, and its
+    /// registry record. Works without the record and when run twice.
+    ///
+    /// # Errors
+    ///
+    /// The lab is locked, or the backend is unreachable.
+    pub async fn destroy(
+        &self,
+        lab: &str,
+        events: EventSink,
+    ) -> Result<DestroyReport, EngineError> {
+        let _lock = self.registry.lock(lab)?;
+        let observed = self.backend.observe(lab).await?;
+        let mut report = DestroyReport {
+            lab: lab.to_string(),
+            ..DestroyReport::default()
+        };
+        let mut removals = tokio::task::JoinSet::new();
+        for node in observed.nodes {
+            let backend = self.backend.clone();
+            removals.spawn(async move {
+                let result = backend.delete(&node.id).await;
+                (node.name, result)
+            });
+        }
+        while let Some(joined) = removals.join_next().await {
+            match joined {
+                Ok((name, Ok(()))) => {
+                    events.send(Event::NodeDeleted {
+                        name: name.clone(),
+                        reason: "destroy".into(),
+                    });
+                    report.nodes.push(name);
+                }
+                Ok((name, Err(e))) => report.errors.push(format!("removing node {name}: {e}")),
+                Err(e) => report.errors.push(format!("removal task failed: {e}")),
+            }
+        }
+        for network in observed.networks {
+            match self.backend.remove_network(&network.id).await {
+                Ok(()) => {
+                    events.send(Event::NetworkRemoved {
+                        name: network.name.clone(),
+                    });
+                    report.networks.push(network.name);
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("removing network {}: {e}", network.name)),
+            }
+        }
+        report.nodes.sort();
+        report.networks.sort();
+        if report.errors.is_empty() {
+            self.registry.remove(lab)?;
+        }
+        Ok(report)
+    }
+
+    /// Runs a command in a node; the exit code is in the output.
+    ///
+    /// # Errors
+    ///
+    /// The node does not exist, or the backend fails.
+    pub async fn exec(
+        &self,
+        lab: &str,
+        node: &str,
+        argv: &[String],
+    ) -> Result<ExecOutput, EngineError> {
+        let id = self.node_id(lab, node).await?;
+        Ok(self.backend.exec(&id, argv).await?)
+    }
+
+    /// The node's log (container output).
+    ///
+    /// # Errors
+    ///
+    /// The node does not exist, or the backend fails.
+    pub async fn logs(
+        &self,
+        lab: &str,
+        node: &str,
+        tail: Option<usize>,
+    ) -> Result<String, EngineError> {
+        let id = self.node_id(lab, node).await?;
+        Ok(self.backend.logs(&id, tail).await?)
+    }
+
+    async fn node_id(&self, lab: &str, node: &str) -> Result<String, EngineError> {
+        let observed = self.backend.observe(lab).await?;
+        observed
+            .nodes
+            .into_iter()
+            .find(|n| n.name == node)
+            .map(|n| n.id)
+            .ok_or_else(|| EngineError::NotFound {
+                what: format!("node `{node}` of lab `{lab}`"),
+            })
+    }
+}
+
+fn first_error(outcome: &Outcome) -> Option<String> {
+    outcome.errors.first().cloned().or_else(|| {
+        outcome.nodes.iter().find_map(|(name, n)| match &n.end {
+            NodeEnd::Failed { error } => Some(format!("{name}: {error}")),
+            _ => None,
+        })
+    })
+}
+
+/// Folds an apply's outcome into the lab's record.
+fn update_record(record: &mut LabRecord, topology: &Topology, plan: &Plan, outcome: &Outcome) {
+    record.networks = topology
+        .networks
+        .iter()
+        .filter_map(|(name, net)| {
+            outcome.networks.get(name).map(|id| {
+                (
+                    name.clone(),
+                    NetworkRecord {
+                        id: id.clone(),
+                        spec_hash: network_hash(net),
+                    },
+                )
+            })
+        })
+        .collect();
+    for change in &plan.nodes {
+        if change.action == Action::Delete && !topology.nodes.contains_key(&change.name) {
+            record.nodes.remove(&change.name);
+        }
+    }
+    for (name, node) in &topology.nodes {
+        let Some(result) = outcome.nodes.get(name) else {
+            continue;
+        };
+        let Some(id) = result.id.clone() else {
+            record.nodes.remove(name);
+            continue;
+        };
+        // A node that was skipped before it was touched keeps its record.
+        if matches!(result.end, NodeEnd::Skipped { .. })
+            && plan
+                .node(name)
+                .is_some_and(|c| c.action != Action::NoChange)
+            && result.id == plan.node(name).and_then(|c| c.id.clone())
+        {
+            continue;
+        }
+        let health = match &result.end {
+            NodeEnd::Ready => "Healthy".to_string(),
+            _ => result.health.clone(),
+        };
+        record.nodes.insert(
+            name.clone(),
+            NodeRecord {
+                kind: node.kind.as_str().into(),
+                id,
+                spec_hash: result.spec_hash.clone(),
+                spec: Some(NodeSpecV1::of(node)),
+                steps: result.steps_done.clone(),
+                outputs: result.outputs.clone(),
+                addresses: result.addresses.clone(),
+                health,
+            },
+        );
+    }
+}

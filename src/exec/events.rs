@@ -1,0 +1,83 @@
+//! What the executor reports as it works. The CLI renders these; the
+//! executor itself never prints.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One thing that happened during an apply or destroy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    NetworkCreated {
+        name: String,
+    },
+    NetworkRemoved {
+        name: String,
+    },
+    NodeDeleted {
+        name: String,
+        reason: String,
+    },
+    NodeCreated {
+        name: String,
+    },
+    NodeStarted {
+        name: String,
+    },
+    /// Waiting for a health condition (`tcp :8080`, `console /login:/`).
+    HealthWaiting {
+        name: String,
+        condition: String,
+    },
+    NodeHealthy {
+        name: String,
+        elapsed: Duration,
+    },
+    StepStarted {
+        node: String,
+        step: String,
+        index: usize,
+        total: usize,
+    },
+    StepFinished {
+        node: String,
+        step: String,
+        elapsed: Duration,
+    },
+    /// Everything of the node is done (created, healthy, provisioned).
+    NodeReady {
+        name: String,
+    },
+    /// The node failed; `error` is the root cause, shown once.
+    NodeFailed {
+        name: String,
+        error: String,
+    },
+    /// Not done because something it waits for failed, or an interrupt.
+    NodeSkipped {
+        name: String,
+        reason: String,
+    },
+}
+
+/// Where events go. A closed receiver is not an error: events are advice.
+#[derive(Debug, Clone)]
+pub struct EventSink(Option<tokio::sync::mpsc::UnboundedSender<Event>>);
+
+impl EventSink {
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        Self(Some(sender))
+    }
+
+    /// A sink that drops everything.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn send(&self, event: Event) {
+        if let Some(s) = &self.0 {
+            let _ = s.send(event);
+        }
+    }
+}

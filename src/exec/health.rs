@@ -1,0 +1,218 @@
+//! Health conditions as values: each probe is tried until it passes or its
+//! time runs out. Timeouts are the caller's policy, given with each check.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::substitute::Values;
+use crate::backend::{Backend, RunState};
+use crate::topology::model::{HealthCheck, Probe};
+
+/// Why a node is not healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthFailure {
+    /// The condition, as the user wrote it (`tcp :8080`).
+    pub condition: String,
+    /// What the last attempt saw.
+    pub last_error: String,
+    /// True when the node stopped running while we waited.
+    pub exited: bool,
+}
+
+/// A short description of a condition, for progress and errors.
+pub fn describe(check: &HealthCheck) -> String {
+    match &check.probe {
+        Probe::Console { pattern } => format!("console /{pattern}/"),
+        Probe::Tcp { port, network } => format!("tcp {network}:{port}"),
+        Probe::Ssh => "ssh".into(),
+        Probe::Exec { run } => match run {
+            crate::topology::model::Command::Shell(s) => format!("exec `{s}`"),
+            crate::topology::model::Command::Argv(a) => format!("exec `{}`", a.join(" ")),
+        },
+        Probe::Http { port, path, status } => format!("http :{port}{path} → {status}"),
+        Probe::DockerHealth => "docker health".into(),
+    }
+}
+
+/// The node a probe looks at, and what it may substitute.
+pub struct Target<'a> {
+    pub id: &'a str,
+    pub addresses: &'a BTreeMap<String, Ipv4Addr>,
+    pub values: &'a Values,
+    /// The node's first network, where `http` connects.
+    pub primary: Option<&'a str>,
+    /// Bounds backend calls: each attempt holds a permit while it runs, but
+    /// not while it waits for the next try.
+    pub permits: &'a tokio::sync::Semaphore,
+}
+
+/// Tries a probe once.
+async fn probe_once<B: Backend>(
+    backend: &B,
+    target: &Target<'_>,
+    check: &HealthCheck,
+    pattern: Option<&regex::Regex>,
+) -> Result<(), String> {
+    let Target {
+        id,
+        addresses,
+        values,
+        primary,
+        ..
+    } = *target;
+    let attempt_limit = check
+        .interval
+        .clamp(Duration::from_millis(500), Duration::from_secs(5));
+    match &check.probe {
+        Probe::Console { .. } => {
+            let log = backend.logs(id, None).await.map_err(|e| e.to_string())?;
+            match pattern {
+                Some(re) if log.lines().any(|l| re.is_match(l)) => Ok(()),
+                _ => Err("pattern not seen in the log yet".into()),
+            }
+        }
+        Probe::Tcp { port, network } => {
+            let ip = addresses
+                .get(network)
+                .ok_or_else(|| format!("the node has no address on {network}"))?;
+            let addr = SocketAddr::from((*ip, *port));
+            match tokio::time::timeout(attempt_limit, TcpStream::connect(addr)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
+                Err(_) => Err(format!("connect to {addr}: timed out")),
+            }
+        }
+        Probe::Exec { run } => {
+            let argv = values.argv(run)?;
+            let out = backend.exec(id, &argv).await.map_err(|e| e.to_string())?;
+            if out.exit_code == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "exit code {}: {}",
+                    out.exit_code,
+                    tail(&out.stderr, 3)
+                ))
+            }
+        }
+        Probe::Http { port, path, status } => {
+            let ip = primary
+                .and_then(|n| addresses.get(n))
+                .or_else(|| addresses.values().next())
+                .ok_or_else(|| "the node has no address".to_string())?;
+            let got = tokio::time::timeout(attempt_limit, http_status(*ip, *port, path))
+                .await
+                .map_err(|_| format!("GET http://{ip}:{port}{path}: timed out"))??;
+            if got == *status {
+                Ok(())
+            } else {
+                Err(format!(
+                    "GET http://{ip}:{port}{path} returned {got}, expected {status}"
+                ))
+            }
+        }
+        Probe::DockerHealth => {
+            let status = backend.status(id).await.map_err(|e| e.to_string())?;
+            match status.docker_health.as_deref() {
+                Some("healthy") => Ok(()),
+                Some(other) => Err(format!("Docker reports {other}")),
+                None => Err("the image has no HEALTHCHECK".into()),
+            }
+        }
+        Probe::Ssh => Err("ssh health checks need a VM".into()),
+    }
+}
+
+/// A minimal HTTP/1.0 GET that returns the status code.
+async fn http_status(ip: Ipv4Addr, port: u16, path: &str) -> Result<u16, String> {
+    let what = format!("GET http://{ip}:{port}{path}");
+    let mut stream = TcpStream::connect((ip, port))
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: benchscale\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("{what}: not an HTTP response"))
+}
+
+/// The last `n` lines of a text.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Waits until every condition passes, in order. Each condition gets its
+/// own `start_period + timeout` from the moment it is first tried.
+///
+/// # Errors
+///
+/// The first condition that ran out of time, or the node exiting.
+///
+/// # Cancellation
+///
+/// Returns `Ok(false)` promptly when `cancel` fires.
+pub async fn wait_healthy<B: Backend>(
+    backend: &B,
+    target: &Target<'_>,
+    checks: &[HealthCheck],
+    cancel: &CancellationToken,
+    mut on_wait: impl FnMut(&HealthCheck),
+) -> Result<bool, HealthFailure> {
+    for check in checks {
+        on_wait(check);
+        let pattern = match &check.probe {
+            Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
+            _ => None,
+        };
+        let deadline = Instant::now() + check.start_period + check.timeout;
+        loop {
+            let permit = target.permits.acquire().await;
+            let result = probe_once(backend, target, check, pattern.as_ref()).await;
+            let Err(last_error) = result else { break };
+            // A node that stopped will not become healthy: say so at once.
+            let status = backend.status(target.id).await;
+            drop(permit);
+            if let Ok(status) = status
+                && status.state != RunState::Running
+            {
+                let code = status
+                    .exit_code
+                    .map_or(String::new(), |c| format!(" with code {c}"));
+                return Err(HealthFailure {
+                    condition: describe(check),
+                    last_error: format!("the node exited{code}"),
+                    exited: true,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(HealthFailure {
+                    condition: describe(check),
+                    last_error,
+                    exited: false,
+                });
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(false),
+                () = tokio::time::sleep(check.interval) => {}
+            }
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,88 @@
+//! The executor: carries out a plan against a backend.
+//!
+//! It removes what must go, makes the networks, then walks the nodes in
+//! dependency order with bounded parallelism: each node starts as soon as
+//! what it waits for reached its condition (`created`, `started`, `healthy`,
+//! `provisioned`). A failed node's dependents are skipped; the root error is
+//! reported once. The executor emits [`Event`]s and never prints.
+
+mod dispatcher;
+pub mod events;
+pub mod health;
+mod node;
+pub mod steps;
+pub mod substitute;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use dispatcher::apply;
+pub use events::{Event, EventSink};
+
+/// What earlier applies left: outputs and completed steps per node.
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    pub outputs: HashMap<String, BTreeMap<String, String>>,
+    /// Hashes of completed steps, index-aligned with `provision`.
+    pub steps_done: HashMap<String, Vec<String>>,
+}
+
+/// How the executor runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most backend calls in flight at once.
+    pub parallelism: usize,
+    /// Fired on Ctrl-C or SIGTERM: no new work starts.
+    pub cancel: CancellationToken,
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NodeEnd {
+    Ready,
+    Failed { error: String },
+    Skipped { reason: String },
+}
+
+/// What became of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeOutcome {
+    pub end: NodeEnd,
+    /// The backend id, when the node exists.
+    pub id: Option<String>,
+    pub spec_hash: String,
+    pub outputs: BTreeMap<String, String>,
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+    pub steps_done: Vec<String>,
+    /// Healthy, Unhealthy or Unknown.
+    pub health: String,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub nodes: BTreeMap<String, NodeOutcome>,
+    /// Network name to backend id.
+    pub networks: BTreeMap<String, String>,
+    /// Failures outside any node (removals, networks).
+    pub errors: Vec<String>,
+    pub interrupted: bool,
+    /// Count of backend changes made.
+    pub changes: usize,
+}
+
+impl Outcome {
+    /// Whether everything succeeded.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+            && !self.interrupted
+            && self.nodes.values().all(|n| n.end == NodeEnd::Ready)
+    }
+}
+
+#[cfg(test)]
+mod tests;

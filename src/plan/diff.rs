@@ -1,0 +1,225 @@
+//! The diff itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::hash::{NodeSpecV1, network_hash, node_matches, step_hash};
+use super::{Action, Change, Plan, Reason, ResourceKind, StepRun};
+use crate::backend::{Observed, ObservedNode, RunState};
+use crate::registry::LabRecord;
+use crate::topology::model::{Node, NodeKind, Topology};
+
+fn node_kind(kind: NodeKind) -> ResourceKind {
+    match kind {
+        NodeKind::Container => ResourceKind::Container,
+        NodeKind::Vm => ResourceKind::Vm,
+    }
+}
+
+/// Plans the changes that make `observed` match `topology`. `record` is the
+/// registry's record of the last apply, if any; without it the plan is the
+/// same except that changed fields cannot be named and every step of an
+/// existing node counts as not run yet.
+pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>) -> Plan {
+    let mut networks = Vec::new();
+    let mut replaced_networks = HashSet::new();
+    let mut seen = HashSet::new();
+    for obs in &observed.networks {
+        let change = match topology.networks.get(&obs.name) {
+            Some(_) if !seen.insert(obs.name.clone()) => Some((Action::Delete, Reason::Duplicate)),
+            None => Some((Action::Delete, Reason::NotInTopology)),
+            Some(net) if obs.spec_hash != network_hash(net) => {
+                replaced_networks.insert(obs.name.clone());
+                Some((Action::Replace, Reason::SpecChanged { fields: Vec::new() }))
+            }
+            Some(_) => Some((Action::NoChange, Reason::UpToDate)),
+        };
+        if let Some((action, reason)) = change {
+            networks.push(Change {
+                kind: ResourceKind::Network,
+                name: obs.name.clone(),
+                action,
+                reason,
+                id: Some(obs.id.clone()),
+            });
+        }
+    }
+    for name in topology.networks.keys() {
+        if !seen.contains(name) {
+            networks.push(Change {
+                kind: ResourceKind::Network,
+                name: name.clone(),
+                action: Action::Create,
+                reason: Reason::Missing,
+                id: None,
+            });
+        }
+    }
+
+    let mut by_name: HashMap<&str, Vec<&ObservedNode>> = HashMap::new();
+    for obs in &observed.nodes {
+        by_name.entry(obs.name.as_str()).or_default().push(obs);
+    }
+    let mut nodes = Vec::new();
+    let mut steps = Vec::new();
+    // Removals first, in a stable order.
+    let mut extra: Vec<&ObservedNode> = observed
+        .nodes
+        .iter()
+        .filter(|o| !topology.nodes.contains_key(&o.name))
+        .collect();
+    extra.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    for obs in extra {
+        nodes.push(Change {
+            kind: node_kind(obs.kind),
+            name: obs.name.clone(),
+            action: Action::Delete,
+            reason: Reason::NotInTopology,
+            id: Some(obs.id.clone()),
+        });
+    }
+    for (name, node) in &topology.nodes {
+        let mut found = by_name.remove(name.as_str()).unwrap_or_default();
+        // Keep a running one if there are several (a killed apply's
+        // leftovers); delete the others.
+        found.sort_by_key(|o| (o.state != RunState::Running, o.id.clone()));
+        for dup in found.iter().skip(1) {
+            nodes.push(Change {
+                kind: node_kind(dup.kind),
+                name: name.clone(),
+                action: Action::Delete,
+                reason: Reason::Duplicate,
+                id: Some(dup.id.clone()),
+            });
+        }
+        let recorded = record.and_then(|r| r.nodes.get(name));
+        let (action, reason, id) = match found.first() {
+            None => (Action::Create, Reason::Missing, None),
+            Some(obs) => {
+                let (action, reason) = node_change(node, obs, recorded, &replaced_networks);
+                (action, reason, Some(obs.id.clone()))
+            }
+        };
+        let run: Vec<usize> = match action {
+            Action::Create | Action::Replace => (0..node.provision.len()).collect(),
+            _ => {
+                // Completed steps count only for the very container they ran
+                // in: a record of another one (re-created by hand, or by an
+                // apply killed before it could record) says nothing.
+                let same =
+                    |r: &&crate::registry::NodeRecord| found.first().is_some_and(|o| o.id == r.id);
+                let done = recorded
+                    .filter(same)
+                    .map(|r| r.steps.as_slice())
+                    .unwrap_or_default();
+                node.provision
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, step)| done.get(*i) != Some(&step_hash(step)))
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+        };
+        if !run.is_empty() {
+            let reason = match action {
+                Action::Create | Action::Replace => "node (re)created",
+                _ if recorded.is_some_and(|r| {
+                    !r.steps.is_empty() && found.first().is_some_and(|o| o.id == r.id)
+                }) =>
+                {
+                    "step changed or not run yet"
+                }
+                _ => "not run yet",
+            };
+            steps.push(StepRun {
+                node: name.clone(),
+                steps: run,
+                reason: reason.into(),
+            });
+        }
+        nodes.push(Change {
+            kind: node_kind(node.kind),
+            name: name.clone(),
+            action,
+            reason,
+            id,
+        });
+    }
+    Plan {
+        lab: topology.name.clone(),
+        networks,
+        nodes,
+        steps,
+    }
+}
+
+fn node_change(
+    node: &Node,
+    obs: &ObservedNode,
+    recorded: Option<&crate::registry::NodeRecord>,
+    replaced_networks: &HashSet<String>,
+) -> (Action, Reason) {
+    if !node_matches(&obs.spec_hash, node) {
+        let fields = recorded
+            .filter(|r| r.spec_hash == obs.spec_hash)
+            .and_then(|r| r.spec.as_ref())
+            .map(|old| NodeSpecV1::of(node).changed_fields(old))
+            .unwrap_or_default();
+        return (Action::Replace, Reason::SpecChanged { fields });
+    }
+    if let Some(network) = node
+        .networks
+        .iter()
+        .find(|a| replaced_networks.contains(&a.network))
+    {
+        return (
+            Action::Replace,
+            Reason::NetworkReplaced {
+                network: network.network.clone(),
+            },
+        );
+    }
+    if let Some(detail) = networks_differ(node, &obs.networks) {
+        return (Action::Replace, Reason::NetworksDiffer { detail });
+    }
+    match &obs.state {
+        RunState::Running => (Action::NoChange, Reason::UpToDate),
+        RunState::Stopped => (Action::Start, Reason::Stopped),
+        RunState::Broken(state) => (
+            Action::Replace,
+            Reason::Broken {
+                state: state.clone(),
+            },
+        ),
+    }
+}
+
+/// Compares the attachments the file wants with those observed. A node
+/// with no networks sits on the backend's default network, which is not
+/// compared.
+fn networks_differ(
+    node: &Node,
+    observed: &BTreeMap<String, Option<std::net::Ipv4Addr>>,
+) -> Option<String> {
+    if node.networks.is_empty() {
+        return None;
+    }
+    let mut problems = Vec::new();
+    for a in &node.networks {
+        match observed.get(&a.network) {
+            None => problems.push(format!("not attached to {}", a.network)),
+            Some(ip) if a.ip.is_some() && *ip != a.ip => problems.push(format!(
+                "address on {} is {} instead of {}",
+                a.network,
+                ip.map_or("none".into(), |i| i.to_string()),
+                a.ip.map(|i| i.to_string()).unwrap_or_default()
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in observed.keys() {
+        if !node.networks.iter().any(|a| &a.network == name) {
+            problems.push(format!("attached to {name}, which the file does not list"));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}

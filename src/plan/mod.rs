@@ -1,0 +1,187 @@
+//! The plan: what must change so that the real state matches the file.
+//!
+//! [`diff`] is a pure function of the resolved topology, what the backend
+//! observed and what the registry recorded of the last apply. Every change
+//! says what and why.
+//!
+//! Architecture Invariant: no I/O here.
+
+mod diff;
+pub mod hash;
+
+use serde::Serialize;
+
+pub use diff::diff;
+
+/// What happens to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Replace,
+    Start,
+    Delete,
+    /// Nothing changes in the backend; steps may still run.
+    NoChange,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Start => "start",
+            Action::Delete => "delete",
+            Action::NoChange => "no change",
+        }
+    }
+}
+
+/// Why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// The resource does not exist.
+    Missing,
+    /// Fields that force a re-create differ (names them when the previous
+    /// spec is known).
+    SpecChanged { fields: Vec<String> },
+    /// A network the node is attached to is re-created.
+    NetworkReplaced { network: String },
+    /// The node's attachments differ from the file (such as an apply that
+    /// was killed between create and connect, or a network removed by hand).
+    NetworksDiffer { detail: String },
+    /// Exists but does not run.
+    Stopped,
+    /// In a state that `start` cannot fix.
+    Broken { state: String },
+    /// No longer in the topology.
+    NotInTopology,
+    /// A second resource for the same name.
+    Duplicate,
+    /// Matches the file.
+    UpToDate,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Missing => write!(f, "missing"),
+            Reason::SpecChanged { fields } if fields.is_empty() => write!(f, "spec changed"),
+            Reason::SpecChanged { fields } => write!(f, "spec changed: {}", fields.join(", ")),
+            Reason::NetworkReplaced { network } => write!(f, "network {network} is re-created"),
+            Reason::NetworksDiffer { detail } => write!(f, "networks differ: {detail}"),
+            Reason::Stopped => write!(f, "stopped"),
+            Reason::Broken { state } => write!(f, "in state {state}"),
+            Reason::NotInTopology => write!(f, "not in the topology"),
+            Reason::Duplicate => write!(f, "duplicate"),
+            Reason::UpToDate => write!(f, "up to date"),
+        }
+    }
+}
+
+/// What a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Network,
+    Container,
+    Vm,
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// The existing resource's id, for start, replace and delete.
+    pub id: Option<String>,
+}
+
+/// Steps of one node that will run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRun {
+    pub node: String,
+    /// Indexes into the node's `provision` list.
+    pub steps: Vec<usize>,
+    /// `node (re)created`, `step changed` or `not run yet`.
+    pub reason: String,
+}
+
+/// The plan for one lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub lab: String,
+    pub networks: Vec<Change>,
+    pub nodes: Vec<Change>,
+    pub steps: Vec<StepRun>,
+}
+
+impl Plan {
+    /// Changes that touch the backend (everything but `no change`).
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.networks
+            .iter()
+            .chain(&self.nodes)
+            .filter(|c| c.action != Action::NoChange)
+    }
+
+    /// Whether applying would do anything, steps included.
+    pub fn has_changes(&self) -> bool {
+        self.changes().next().is_some() || !self.steps.is_empty()
+    }
+
+    /// The change planned for a node of the topology.
+    pub fn node(&self, name: &str) -> Option<&Change> {
+        self.nodes.iter().find(|c| {
+            c.name == name && c.reason != Reason::Duplicate && c.reason != Reason::NotInTopology
+        })
+    }
+
+    /// One line per change and per node with steps to run, as `plan`
+    /// prints them and as the planner's golden files hold them.
+    pub fn lines(&self) -> Vec<String> {
+        let kind = |k: ResourceKind| match k {
+            ResourceKind::Network => "network",
+            ResourceKind::Container => "container",
+            ResourceKind::Vm => "vm",
+        };
+        let mut out: Vec<String> = self
+            .networks
+            .iter()
+            .chain(&self.nodes)
+            .map(|c| {
+                format!(
+                    "{} {} {}: {}",
+                    c.action.as_str(),
+                    kind(c.kind),
+                    c.name,
+                    c.reason
+                )
+            })
+            .collect();
+        for s in &self.steps {
+            let list: Vec<String> = s.steps.iter().map(|i| (i + 1).to_string()).collect();
+            out.push(format!(
+                "run steps {} of {}: {}",
+                list.join(","),
+                s.node,
+                s.reason
+            ));
+        }
+        out
+    }
+
+    /// Steps of a node that will run.
+    pub fn steps_of(&self, node: &str) -> &[usize] {
+        self.steps
+            .iter()
+            .find(|s| s.node == node)
+            .map_or(&[], |s| s.steps.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests;
