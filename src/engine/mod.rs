@@ -4,17 +4,7 @@
 //! methods load nothing from disk but the registry: callers pass a resolved
 //! [`Topology`] (see [`crate::topology::load_file`]).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use benchscale::{config::Config, engine::Engine, exec::EventSink};
-//! let config = Config::load(None)?;
-//! let engine = Engine::docker(&config).await?;
-//! let topology = benchscale::topology::load_file("lab.yaml".as_ref()).map_err(|e| e.to_short_lines().join("\n"))?;
-//! let report = engine.apply(topology, Default::default(), EventSink::none()).await?;
-//! assert!(report.outcome.ok());
-//! engine.destroy(&report.plan.lab, EventSink::none()).await?;
-//! # Ok(()) }
-//! ```
+//! See `examples/lab_in_a_test.rs` for a lab brought up and down from Rust.
 
 mod status;
 

@@ -72,7 +72,9 @@ pub async fn run_step<B: Backend>(
                     }
                 }
             }
-            Action::Copy { src, dest, mode } => {
+            Action::Copy {
+                src, dest, mode, ..
+            } => {
                 let dest = values.substitute(dest).map_err(fail)?;
                 match tokio::time::timeout(step.timeout, backend.copy(id, src, &dest, *mode)).await
                 {

@@ -30,17 +30,20 @@ use crate::diagnostics::{Diagnostic, FileDiagnostics};
 /// Answers whether a `copy.src` file can be copied. [`load_file`] asks the
 /// file system; tests and fuzzing can answer without touching it.
 pub trait FileCheck {
-    /// `Err` says what is wrong, such as "does not exist".
-    fn check(&self, path: &Path) -> Result<(), String>;
+    /// A digest of the file's content (or `None` when the checker does
+    /// not read files); `Err` says what is wrong, such as "does not exist".
+    fn check(&self, path: &Path) -> Result<Option<String>, String>;
 }
 
 /// Asks the real file system.
 pub struct RealFiles;
 
 impl FileCheck for RealFiles {
-    fn check(&self, path: &Path) -> Result<(), String> {
+    fn check(&self, path: &Path) -> Result<Option<String>, String> {
         match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Ok(()),
+            Ok(m) if m.is_file() => digest_file(path)
+                .map(Some)
+                .map_err(|e| format!("cannot be read ({e})")),
             Ok(m) if m.is_dir() => Err("is a folder, not a file".into()),
             Ok(_) => Err("is not a regular file".into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("does not exist".into()),
@@ -53,9 +56,31 @@ impl FileCheck for RealFiles {
 pub struct AnyFile;
 
 impl FileCheck for AnyFile {
-    fn check(&self, _: &Path) -> Result<(), String> {
-        Ok(())
+    fn check(&self, _: &Path) -> Result<Option<String>, String> {
+        Ok(None)
     }
+}
+
+/// SHA-256 of a file, read in blocks so a large file costs little memory.
+fn digest_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 const NON_BLOCKING: [&str; 4] = [

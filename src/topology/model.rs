@@ -220,6 +220,9 @@ pub enum Action {
         dest: String,
         /// File mode, such as 0o644.
         mode: Option<u32>,
+        /// Digest of the file's content when it was loaded, so that an
+        /// edited file makes the step run again.
+        digest: Option<String>,
     },
 }
 

@@ -704,8 +704,10 @@ fn resolve_step(
                 parsed
             });
             let src = base_dir.join(&copy.src);
-            if let Err(problem) = ctx.files.check(&src) {
-                ctx.at_value(
+            let digest = match ctx.files.check(&src) {
+                Ok(digest) => digest,
+                Err(problem) => {
+                    ctx.at_value(
                     &field("copy/src"),
                     Diagnostic::new(
                         "benchscale::step::copy_src_missing",
@@ -714,11 +716,14 @@ fn resolve_step(
                     .with_help("`copy.src` is relative to the topology file's folder; fix the path or add the file"),
                     "no such file",
                 );
-            }
+                    None
+                }
+            };
             Action::Copy {
                 src,
                 dest: copy.dest.clone(),
                 mode,
+                digest,
             }
         }
         (Some(_), Some(_)) => {
