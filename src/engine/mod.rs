@@ -136,6 +136,21 @@ impl<B: Backend> Engine<B> {
         &self.backend
     }
 
+    /// Runs registry work (file I/O, fsync, locks) off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let registry = self.registry.clone();
+        match tokio::task::spawn_blocking(move || work(&registry)).await {
+            Ok(result) => result,
+            Err(e) => Err(RegistryError::Io {
+                path: std::path::PathBuf::from("(registry task)"),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
     fn refuse_vms(topology: &Topology) -> Result<(), EngineError> {
         match topology.nodes.values().find(|n| n.kind == NodeKind::Vm) {
             Some(node) => Err(EngineError::VmUnsupported {
@@ -152,7 +167,8 @@ impl<B: Backend> Engine<B> {
     /// The backend or the registry fails.
     pub async fn plan(&self, topology: &Topology) -> Result<Plan, EngineError> {
         Self::refuse_vms(topology)?;
-        let record = self.registry.load(&topology.name)?;
+        let lab_name = topology.name.clone();
+        let record = self.blocking(move |r| r.load(&lab_name)).await?;
         let observed = self.backend.observe(&topology.name).await?;
         Ok(diff(topology, &observed, record.as_ref()))
     }
@@ -179,7 +195,8 @@ impl<B: Backend> Engine<B> {
         let started_at = now_secs();
         Self::refuse_vms(&topology)?;
         let lab = topology.name.clone();
-        let _lock = self.registry.lock(&lab)?;
+        let lab_name = lab.clone();
+        let _lock = self.blocking(move |r| r.lock(&lab_name)).await?;
         let mut record = self
             .registry
             .load(&lab)?
@@ -241,7 +258,9 @@ impl<B: Backend> Engine<B> {
             changes: outcome.changes,
             message: first_error(&outcome),
         });
-        self.registry.save(&record)?;
+        let record = Arc::new(record);
+        let saved = record.clone();
+        self.blocking(move |r| r.save(&saved)).await?;
         Ok(ApplyReport {
             plan: (*plan).clone(),
             outcome,
@@ -288,7 +307,8 @@ impl<B: Backend> Engine<B> {
         lab: &str,
         events: EventSink,
     ) -> Result<DestroyReport, EngineError> {
-        let _lock = self.registry.lock(lab)?;
+        let lab_name = lab.to_string();
+        let _lock = self.blocking(move |r| r.lock(&lab_name)).await?;
         let observed = self.backend.observe(lab).await?;
         let mut report = DestroyReport {
             lab: lab.to_string(),
@@ -331,7 +351,8 @@ impl<B: Backend> Engine<B> {
         report.nodes.sort();
         report.networks.sort();
         if report.errors.is_empty() {
-            self.registry.remove(lab)?;
+            let lab_name = lab.to_string();
+            self.blocking(move |r| r.remove(&lab_name)).await?;
         }
         Ok(report)
     }

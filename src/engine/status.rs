@@ -51,7 +51,8 @@ impl<B: Backend> Engine<B> {
     ///
     /// The lab owns nothing and has no record, or the backend fails.
     pub async fn status(&self, lab: &str) -> Result<LabStatus, EngineError> {
-        let record = self.registry.load(lab)?;
+        let lab_name = lab.to_string();
+        let record = self.blocking(move |r| r.load(&lab_name)).await?;
         let observed = self.backend.observe(lab).await?;
         if record.is_none() && observed.nodes.is_empty() && observed.networks.is_empty() {
             return Err(EngineError::NotFound {
@@ -126,11 +127,16 @@ impl<B: Backend> Engine<B> {
     /// The backend fails.
     pub async fn list(&self) -> Result<Vec<LabSummary>, EngineError> {
         let mut labs: BTreeSet<String> = self.backend.labs().await?.into_iter().collect();
-        labs.extend(self.registry.labs());
+        labs.extend(self.blocking(|r| Ok(r.labs())).await?);
         let mut out = Vec::new();
         for lab in labs {
             let observed = self.backend.observe(&lab).await?;
-            let record = self.registry.load(&lab).ok().flatten();
+            let lab_name = lab.clone();
+            let record = self
+                .blocking(move |r| r.load(&lab_name))
+                .await
+                .ok()
+                .flatten();
             out.push(LabSummary {
                 nodes: observed.nodes.len(),
                 running: observed
