@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topology = load_str(Path::new("example.yaml"), LAB, &RealFiles)
         .map_err(|e| e.to_short_lines().join("\n"))?;
     let config = Config::load(None)?;
-    let engine = Engine::docker(&config).await?;
+    let engine = Engine::connect(&config, &Engine::required(&topology)).await?;
 
     let report = engine
         .apply(topology, ApplyOptions::default(), EventSink::none())

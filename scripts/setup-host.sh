@@ -52,6 +52,9 @@ PACKAGES=(
     # test images: busybox rootfs for containers, tiny/real guests for VMs
     busybox-static debootstrap cpio e2fsprogs
     procps              # ps, used below
+    # SSH to VMs: the engine drives the system client (multiplexed); the
+    # tests run a private sshd on 127.0.0.1
+    openssh-client openssh-server
 )
 
 is_installed() {

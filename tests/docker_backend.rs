@@ -15,7 +15,7 @@ use benchscale::backend::docker::DockerBackend;
 use benchscale::backend::{
     Backend, BackendError, CreateRequest, LABEL_LAB, NodeStatus, RunState, resource_name,
 };
-use benchscale::topology::model::Network;
+use benchscale::topology::model::{Network, NodeKind};
 
 const IMAGE: &str = "benchscale/busybox:latest";
 
@@ -78,6 +78,7 @@ fn remove_lab(lab: &str) {
 fn network(name: &str, octet: u8, nat: bool) -> Network {
     Network {
         name: name.to_owned(),
+        kind: NodeKind::Container,
         subnet: format!("10.241.{octet}.0/24").parse().expect("subnet"),
         gateway: Ipv4Addr::new(10, 241, octet, 1),
         nat,
@@ -99,6 +100,7 @@ fn request(
         env: vec![("GREETING".to_owned(), "hello world".to_owned())],
         networks,
         spec_hash: format!("hash-{node}"),
+        vm: None,
     }
 }
 
@@ -174,11 +176,11 @@ fn not_docker() -> String {
 async fn images_are_checked_without_pulling() {
     let docker = backend().await;
     docker
-        .check_image(IMAGE)
+        .check_image(IMAGE, NodeKind::Container)
         .await
         .expect("the test image exists");
     let err = docker
-        .check_image("benchscale/no-such-image:never")
+        .check_image("benchscale/no-such-image:never", NodeKind::Container)
         .await
         .unwrap_err();
     assert!(

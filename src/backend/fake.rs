@@ -139,7 +139,7 @@ impl Backend for FakeBackend {
         }))
     }
 
-    async fn check_image(&self, image: &str) -> Result<(), BackendError> {
+    async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         if image.contains("missing") {
             Err(BackendError::ImageMissing {
                 image: image.into(),

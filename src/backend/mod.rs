@@ -9,6 +9,9 @@
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod libvirt;
+pub mod router;
+pub mod vm;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -75,6 +78,21 @@ pub struct Observed {
     pub nodes: Vec<ObservedNode>,
 }
 
+/// What only a VM needs to be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmRequest {
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    pub disk_gib: Option<u64>,
+    /// Kernel, initrd and command line for direct kernel boot, as written
+    /// (relative paths are under the base image path).
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+    /// The user's cloud-init user data, substituted.
+    pub user_data: Option<String>,
+}
+
 /// What to create for a node; every `${{ ... }}` is already substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -87,6 +105,8 @@ pub struct CreateRequest {
     /// the order the file gives.
     pub networks: Vec<(String, String, Option<Ipv4Addr>)>,
     pub spec_hash: String,
+    /// Set for VM nodes; `None` for containers.
+    pub vm: Option<VmRequest>,
 }
 
 /// A node's state right now.
@@ -131,6 +151,26 @@ pub enum BackendError {
         )
     )]
     ImageMissing { image: String, message: String },
+    /// libvirt does not answer at its URI.
+    #[error("cannot reach libvirt at {uri}: {message}")]
+    #[diagnostic(
+        code(benchscale::libvirt::unreachable),
+        help("start libvirtd (scripts/setup-host.sh does), or point BENCHSCALE_LIBVIRT_URI at it")
+    )]
+    LibvirtUnreachable { uri: String, message: String },
+    /// A VM's base image (or kernel or initrd) is not there.
+    #[error("base image `{image}` not found (looked for {path})")]
+    #[diagnostic(
+        code(benchscale::libvirt::image_missing),
+        help(
+            "build the guest images (scripts/build-vm-images.sh), or set BENCHSCALE_BASE_IMAGE_PATH to where they are"
+        )
+    )]
+    BaseImageMissing { image: String, path: String },
+    /// SSH to a VM failed.
+    #[error("{0}")]
+    #[diagnostic(code(benchscale::ssh::failed))]
+    Ssh(String),
     /// The resource is gone (removed behind our back).
     #[error("{what} does not exist")]
     #[diagnostic(
@@ -162,7 +202,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Names of every lab that owns at least one resource.
     fn labs(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
     /// Fails with [`BackendError::ImageMissing`] when `image` cannot be used.
-    fn check_image(&self, image: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// `kind` says whether `image` names a Docker image or a VM base image.
+    fn check_image(
+        &self,
+        image: &str,
+        kind: NodeKind,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Creates a network; returns its id.
     fn create_network(
         &self,
@@ -195,6 +240,11 @@ pub trait Backend: Send + Sync + 'static {
         dest: &str,
         mode: Option<u32>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes files the backend keeps for a lab (keys, overlay folder),
+    /// once the lab owns nothing any more.
+    fn forget_lab(&self, _lab: &str) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
     /// The node's log (container output); the last `tail` lines if given.
     fn logs(
         &self,

@@ -8,10 +8,12 @@ use tokio_util::sync::CancellationToken;
 use super::args::{Command, OutputFormat};
 use super::commands::print_diagnostics;
 use super::{EXIT_CHANGES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK};
+use crate::backend::router::Router;
 use crate::config::Config;
 use crate::engine::{ApplyOptions, Engine, EngineError, LabStatus};
 use crate::exec::{EventSink, NodeEnd};
 use crate::plan::{Action, Plan};
+use crate::topology::model::NodeKind;
 use crate::topology::{self, Topology};
 
 fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
@@ -52,8 +54,8 @@ pub fn run(config: Option<&Path>, command: Command) -> u8 {
     runtime.block_on(run_async(&config, command))
 }
 
-async fn engine(config: &Config) -> Result<Engine<crate::backend::docker::DockerBackend>, u8> {
-    Engine::docker(config).await.map_err(report)
+async fn engine(config: &Config, required: &[NodeKind]) -> Result<Engine<Router>, u8> {
+    Engine::connect(config, required).await.map_err(report)
 }
 
 async fn run_async(config: &Config, command: Command) -> u8 {
@@ -66,7 +68,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             let Ok(topology) = load(&file) else {
                 return EXIT_ERROR;
             };
-            let engine = match engine(config).await {
+            let engine = match engine(config, &Engine::required(&topology)).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -108,7 +110,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 );
                 return EXIT_ERROR;
             }
-            let engine = match engine(config).await {
+            let engine = match engine(config, &[]).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -145,7 +147,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Status { lab, output } => {
-            let engine = match engine(config).await {
+            let engine = match engine(config, &[]).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -170,7 +172,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             EXIT_OK
         }
         Command::List { output } => {
-            let engine = match engine(config).await {
+            let engine = match engine(config, &[]).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -197,7 +199,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Exec { lab, node, command } => {
-            let engine = match engine(config).await {
+            let engine = match engine(config, &[]).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -212,7 +214,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Logs { lab, node, tail } => {
-            let engine = match engine(config).await {
+            let engine = match engine(config, &[]).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -257,7 +259,7 @@ async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputF
     let Ok(topology) = load(file) else {
         return EXIT_ERROR;
     };
-    let engine = match engine(config).await {
+    let engine = match engine(config, &Engine::required(&topology)).await {
         Ok(e) => e,
         Err(code) => return code,
     };

@@ -24,6 +24,13 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`benchscale plan lab.yaml | head`), instead of
+    // failing to print.
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub use status::{LabStatus, LabSummary, NodeStatusReport};
 
 use crate::backend::docker::DockerBackend;
+use crate::backend::libvirt::{LibvirtBackend, Settings};
+use crate::backend::router::Router;
 use crate::backend::{Backend, BackendError, ExecOutput};
 use crate::config::Config;
 use crate::exec::{self, Event, EventSink, NodeEnd, Outcome, Prior};
@@ -38,13 +40,6 @@ pub enum EngineError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Registry(#[from] RegistryError),
-    /// VM nodes need a backend that does not exist yet.
-    #[error("node `{node}` is a VM, and this benchscale has no libvirt backend yet")]
-    #[diagnostic(
-        code(benchscale::engine::vm_unsupported),
-        help("use `kind: container` nodes for now")
-    )]
-    VmUnsupported { node: String },
     /// Images a node needs are missing; nothing was created.
     #[error("{0}")]
     #[diagnostic(
@@ -106,15 +101,56 @@ pub struct Engine<B> {
     registry: Registry,
 }
 
-impl Engine<DockerBackend> {
-    /// Connects to the Docker engine the configuration names.
+impl Engine<Router> {
+    /// Connects to Docker and libvirt as the configuration says. A backend
+    /// in `required` must answer; the other is used when it answers (a lab
+    /// may still own resources there), and otherwise left out.
     ///
     /// # Errors
     ///
-    /// The engine does not answer.
-    pub async fn docker(config: &Config) -> Result<Self, EngineError> {
-        let backend = DockerBackend::connect(&config.docker_host.value).await?;
-        Ok(Self::new(backend, Registry::new(&config.state_dir.value)))
+    /// A required backend does not answer, or neither does.
+    pub async fn connect(config: &Config, required: &[NodeKind]) -> Result<Self, EngineError> {
+        let (docker, libvirt) = tokio::join!(
+            DockerBackend::connect(&config.docker_host.value),
+            LibvirtBackend::connect(Settings::from_config(config)),
+        );
+        let mut router = Router {
+            docker: None,
+            libvirt: None,
+            docker_error: None,
+            libvirt_error: None,
+        };
+        match docker {
+            Ok(d) => router.docker = Some(d),
+            Err(e) if required.contains(&NodeKind::Container) => return Err(e.into()),
+            Err(e) => router.docker_error = Some(e.to_string()),
+        }
+        match libvirt {
+            Ok(l) => router.libvirt = Some(l),
+            Err(e) if required.contains(&NodeKind::Vm) => return Err(e.into()),
+            Err(e) => router.libvirt_error = Some(e.to_string()),
+        }
+        if router.docker.is_none() && router.libvirt.is_none() {
+            let message = router.docker_error.clone().unwrap_or_default();
+            return Err(EngineError::Backend(BackendError::Unreachable {
+                endpoint: config.docker_host.value.clone(),
+                message: format!(
+                    "{message}; libvirt: {}",
+                    router.libvirt_error.clone().unwrap_or_default()
+                ),
+            }));
+        }
+        Ok(Self::new(router, Registry::new(&config.state_dir.value)))
+    }
+
+    /// The backends a topology needs: those of its nodes, and Docker for a
+    /// lab of networks only.
+    pub fn required(topology: &Topology) -> Vec<NodeKind> {
+        let mut kinds: Vec<NodeKind> = topology.nodes.values().map(|n| n.kind).collect();
+        kinds.extend(topology.networks.values().map(|n| n.kind));
+        kinds.sort();
+        kinds.dedup();
+        kinds
     }
 }
 
@@ -151,22 +187,12 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    fn refuse_vms(topology: &Topology) -> Result<(), EngineError> {
-        match topology.nodes.values().find(|n| n.kind == NodeKind::Vm) {
-            Some(node) => Err(EngineError::VmUnsupported {
-                node: node.name.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Observes the lab and plans what `apply` would change.
     ///
     /// # Errors
     ///
     /// The backend or the registry fails.
     pub async fn plan(&self, topology: &Topology) -> Result<Plan, EngineError> {
-        Self::refuse_vms(topology)?;
         let lab_name = topology.name.clone();
         let record = self.blocking(move |r| r.load(&lab_name)).await?;
         let observed = self.backend.observe(&topology.name).await?;
@@ -193,7 +219,6 @@ impl<B: Backend> Engine<B> {
     ) -> Result<ApplyReport, EngineError> {
         let started = Instant::now();
         let started_at = now_secs();
-        Self::refuse_vms(&topology)?;
         let lab = topology.name.clone();
         let lab_name = lab.clone();
         let _lock = self.blocking(move |r| r.lock(&lab_name)).await?;
@@ -269,29 +294,31 @@ impl<B: Backend> Engine<B> {
     }
 
     async fn check_images(&self, topology: &Topology, plan: &Plan) -> Result<(), EngineError> {
-        let images: BTreeSet<&str> = plan
+        let images: BTreeSet<(&str, NodeKind)> = plan
             .nodes
             .iter()
             .filter(|c| matches!(c.action, Action::Create | Action::Replace))
             .filter_map(|c| topology.nodes.get(&c.name))
-            .map(|n| n.image.as_str())
+            .map(|n| (n.image.as_str(), n.kind))
             .collect();
         let mut missing = Vec::new();
-        for image in images {
-            match self.backend.check_image(image).await {
+        for (image, kind) in images {
+            match self.backend.check_image(image, kind).await {
                 Ok(()) => {}
-                Err(BackendError::ImageMissing { image, .. }) => missing.push(image),
+                Err(BackendError::ImageMissing { image, .. }) => missing.push(format!("`{image}`")),
+                Err(BackendError::BaseImageMissing { image, path }) => {
+                    missing.push(format!("`{image}` ({path})"))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         if missing.is_empty() {
             Ok(())
         } else {
-            let names: Vec<String> = missing.iter().map(|i| format!("`{i}`")).collect();
             Err(EngineError::ImagesMissing(format!(
                 "image{} {} not available",
-                if names.len() == 1 { "" } else { "s" },
-                names.join(", ")
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join(", ")
             )))
         }
     }
@@ -350,6 +377,11 @@ impl<B: Backend> Engine<B> {
         }
         report.nodes.sort();
         report.networks.sort();
+        if report.errors.is_empty()
+            && let Err(e) = self.backend.forget_lab(lab).await
+        {
+            report.errors.push(e.to_string());
+        }
         if report.errors.is_empty() {
             let lab_name = lab.to_string();
             self.blocking(move |r| r.remove(&lab_name)).await?;
@@ -463,6 +495,9 @@ fn update_record(record: &mut LabRecord, topology: &Topology, plan: &Plan, outco
                 outputs: result.outputs.clone(),
                 addresses: result.addresses.clone(),
                 health,
+                boot_ms: result
+                    .boot_ms
+                    .or_else(|| record.nodes.get(name).and_then(|r| r.boot_ms)),
             },
         );
     }

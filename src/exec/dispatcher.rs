@@ -211,6 +211,7 @@ pub async fn apply<B: Backend>(
                 addresses: BTreeMap::new(),
                 steps_done: Vec::new(),
                 health: "Unknown".into(),
+                boot_ms: None,
             });
     }
     outcome

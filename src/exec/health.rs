@@ -49,6 +49,22 @@ pub struct Target<'a> {
     /// Bounds backend calls: each attempt holds a permit while it runs, but
     /// not while it waits for the next try.
     pub permits: &'a tokio::sync::Semaphore,
+    /// Whether the log is a serial console, where a kernel panic or
+    /// emergency mode means the node will never become healthy.
+    pub console: bool,
+}
+
+/// Console lines after which a VM will not become healthy.
+const FATAL_CONSOLE: &str = r"Kernel panic - not syncing|You are in emergency mode|Entering emergency mode|Give root password for maintenance|\[FAILED\] Failed to start";
+
+/// The console lines that show why a VM is unhealthy, if it is.
+fn fatal_lines(log: &str) -> Option<String> {
+    let re = regex::Regex::new(FATAL_CONSOLE).ok()?;
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().position(|l| re.is_match(l))?;
+    let from = at.saturating_sub(5);
+    let to = (at + 5).min(lines.len());
+    Some(lines[from..to].join("\n"))
 }
 
 /// Tries a probe once.
@@ -93,11 +109,12 @@ async fn probe_once<B: Backend>(
             if out.exit_code == 0 {
                 Ok(())
             } else {
-                Err(format!(
-                    "exit code {}: {}",
-                    out.exit_code,
-                    tail(&out.stderr, 3)
-                ))
+                let stderr = tail(out.stderr.trim_end(), 3);
+                if stderr.is_empty() {
+                    Err(format!("exit code {}", out.exit_code))
+                } else {
+                    Err(format!("exit code {}: {stderr}", out.exit_code))
+                }
             }
         }
         Probe::Http { port, path, status } => {
@@ -124,7 +141,21 @@ async fn probe_once<B: Backend>(
                 None => Err("the image has no HEALTHCHECK".into()),
             }
         }
-        Probe::Ssh => Err("ssh health checks need a VM".into()),
+        // A command over SSH succeeds: the backend's exec is SSH for VMs.
+        Probe::Ssh => {
+            let out = backend
+                .exec(id, &["true".to_string()])
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.exit_code == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`true` over SSH exited with code {}",
+                    out.exit_code
+                ))
+            }
+        }
     }
 }
 
@@ -188,7 +219,20 @@ pub async fn wait_healthy<B: Backend>(
             let Err(last_error) = result else { break };
             // A node that stopped will not become healthy: say so at once.
             let status = backend.status(target.id).await;
+            let log = if target.console {
+                backend.logs(target.id, Some(200)).await.ok()
+            } else {
+                None
+            };
             drop(permit);
+            // A panic or emergency mode will not pass: fail at once.
+            if let Some(lines) = log.as_deref().and_then(fatal_lines) {
+                return Err(HealthFailure {
+                    condition: describe(check),
+                    last_error: format!("the console shows a fatal error:\n{lines}"),
+                    exited: true,
+                });
+            }
             if let Ok(status) = status
                 && status.state != RunState::Running
             {

@@ -60,6 +60,8 @@ pub struct NodeOutcome {
     pub steps_done: Vec<String>,
     /// Healthy, Unhealthy or Unknown.
     pub health: String,
+    /// VMs: milliseconds from start to healthy, when it (re)started.
+    pub boot_ms: Option<u64>,
 }
 
 /// What an apply did.

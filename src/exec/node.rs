@@ -11,7 +11,7 @@ use super::health::{Target, describe, tail, wait_healthy};
 use super::steps::{StepResult, run_step};
 use super::substitute::Values;
 use super::{Event, EventSink, NodeEnd, NodeOutcome, Prior};
-use crate::backend::{Backend, CreateRequest};
+use crate::backend::{Backend, CreateRequest, VmRequest};
 use crate::plan::hash::{node_hash, step_hash};
 use crate::plan::{Action, Plan};
 use crate::topology::model::{Condition, Node, NodeSpec, Topology};
@@ -100,6 +100,7 @@ pub async fn run_node<B: Backend>(
             addresses: BTreeMap::new(),
             steps_done: Vec::new(),
             health: "Unknown".into(),
+            boot_ms: None,
         };
     };
     let change = ctx.plan.node(name);
@@ -114,6 +115,7 @@ pub async fn run_node<B: Backend>(
             addresses: BTreeMap::new(),
             steps_done: ctx.prior.steps_done.get(name).cloned().unwrap_or_default(),
             health: "Unknown".into(),
+            boot_ms: None,
         },
     };
     let skip = |job: Job<'_>, reason: String| {
@@ -170,7 +172,7 @@ async fn wait_for_dependencies<B>(ctx: &JobCtx<B>, node: &Node) -> Result<(), St
 
 fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, String> {
     let values = ctx.values();
-    let (command, env) = match &node.spec {
+    let (command, env, vm) = match &node.spec {
         NodeSpec::Container(c) => {
             let command = match &c.command {
                 Some(args) => Some(
@@ -185,9 +187,25 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), values.substitute(v)?)))
                 .collect::<Result<Vec<_>, String>>()?;
-            (command, env)
+            (command, env, None)
         }
-        NodeSpec::Vm(_) => return Err("VM nodes need the libvirt backend".into()),
+        NodeSpec::Vm(v) => {
+            let user_data = v
+                .user_data
+                .as_deref()
+                .map(|u| values.substitute(u))
+                .transpose()?;
+            let vm = VmRequest {
+                memory_mib: v.memory_mib,
+                vcpus: v.vcpus,
+                disk_gib: v.disk_gib,
+                kernel: v.boot.as_ref().map(|b| b.kernel.clone()),
+                initrd: v.boot.as_ref().and_then(|b| b.initrd.clone()),
+                cmdline: v.boot.as_ref().and_then(|b| b.cmdline.clone()),
+                user_data,
+            };
+            (None, Vec::new(), Some(vm))
+        }
     };
     let networks = node
         .networks
@@ -209,6 +227,7 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
         env,
         networks,
         spec_hash: node_hash(node),
+        vm,
     })
 }
 
@@ -222,6 +241,7 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
         job.finish(NodeEnd::Failed { error })
     };
     let fresh = matches!(action, Action::Create | Action::Replace);
+    let mut booted = None;
     {
         let _permit = ctx.semaphore.acquire().await;
         if fresh {
@@ -240,6 +260,7 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
         job.tx.send_replace(Progress::Created);
         let id = job.outcome.id.clone().unwrap_or_default();
         if fresh || action == Action::Start {
+            booted = Some(Instant::now());
             if let Err(e) = ctx.backend.start(&id).await {
                 return fail(job, format!("start: {e}"));
             }
@@ -282,6 +303,7 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
             values: &values,
             primary,
             permits: &ctx.semaphore,
+            console: job.node.kind == crate::topology::model::NodeKind::Vm,
         };
         let result = wait_healthy(
             ctx.backend.as_ref(),
@@ -334,6 +356,9 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
                 }
                 return fail(job, error);
             }
+        }
+        if job.node.kind == crate::topology::model::NodeKind::Vm {
+            job.outcome.boot_ms = booted.map(|b: Instant| b.elapsed().as_millis() as u64);
         }
         ctx.events.send(Event::NodeHealthy {
             name: name.clone(),

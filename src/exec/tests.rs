@@ -136,6 +136,7 @@ fn remember(text: &str, outcome: &Outcome) -> (LabRecord, Prior) {
                 outputs: result.outputs.clone(),
                 addresses: result.addresses.clone(),
                 health: result.health.clone(),
+                boot_ms: None,
             },
         );
         prior.outputs.insert(name.clone(), result.outputs.clone());

@@ -80,6 +80,7 @@ pub fn node_hash(node: &Node) -> String {
 /// The spec hash of a network.
 pub fn network_hash(network: &Network) -> String {
     digest(&(
+        network.kind,
         network.subnet.to_string(),
         network.gateway.to_string(),
         network.nat,

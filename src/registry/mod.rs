@@ -75,6 +75,9 @@ pub struct NodeRecord {
     pub addresses: BTreeMap<String, Ipv4Addr>,
     /// Health when last checked: Healthy, Booting, Unhealthy or Unknown.
     pub health: String,
+    /// VMs: milliseconds from start to healthy at the last boot.
+    #[serde(default)]
+    pub boot_ms: Option<u64>,
 }
 
 /// One apply or destroy.

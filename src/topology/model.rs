@@ -30,6 +30,9 @@ pub struct Topology {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Network {
     pub name: String,
+    /// The backend that realizes it: the kind of the nodes attached to it
+    /// (containers when none is).
+    pub kind: NodeKind,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub nat: bool,
@@ -37,7 +40,9 @@ pub struct Network {
 }
 
 /// The kind of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Container,

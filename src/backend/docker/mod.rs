@@ -26,7 +26,7 @@ use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
 
 use self::error::error_chain;
 use super::{Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed};
-use crate::topology::model::Network;
+use crate::topology::model::{Network, NodeKind};
 
 /// How long `connect` waits for the daemon to answer before it gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -200,7 +200,7 @@ impl Backend for DockerBackend {
         self.lab_names().await
     }
 
-    async fn check_image(&self, image: &str) -> Result<(), BackendError> {
+    async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         self.inspect_image(image).await
     }
 

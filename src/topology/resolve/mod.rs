@@ -86,6 +86,17 @@ pub fn resolve(
         })
         .collect();
     networks::check_shared_kinds(&networks, &nodes, &mut ctx);
+    let mut networks = networks;
+    for node in nodes
+        .values()
+        .filter(|n| n.kind == crate::topology::model::NodeKind::Vm)
+    {
+        for a in &node.networks {
+            if let Some(net) = networks.get_mut(&a.network) {
+                net.kind = crate::topology::model::NodeKind::Vm;
+            }
+        }
+    }
     networks::check_addresses(&networks, &nodes, &mut ctx);
     for cycle in super::cycles::find(&nodes) {
         let first = &cycle[0];

@@ -64,6 +64,7 @@ pub(super) fn resolve(
             name.clone(),
             Network {
                 name: name.clone(),
+                kind: NodeKind::Container,
                 subnet,
                 gateway,
                 nat: net.nat.unwrap_or(true),

@@ -21,6 +21,9 @@ use crate::topology::raw::{
 };
 use crate::topology::spans::pointer;
 
+/// The console line that marks a booted VM when its file names no condition.
+pub const DEFAULT_VM_BOOT_PATTERN: &str = r"login:|Cloud-init v\. \S+ finished";
+
 /// A resolved node and, per node it depends on, the pointer that made it so.
 pub(super) type Resolved = (Node, Vec<(String, String)>);
 
@@ -188,7 +191,7 @@ fn resolve_node(
         }
     }
 
-    let health = node
+    let mut health: Vec<HealthCheck> = node
         .health
         .iter()
         .enumerate()
@@ -196,6 +199,18 @@ fn resolve_node(
             resolve_health(name, kind, i, h, &attachments, networks, &mut refs, ctx)
         })
         .collect();
+    // A VM without conditions is healthy once it has booted: a login prompt
+    // or cloud-init's final message on the serial console.
+    if kind == NodeKind::Vm && node.health.is_empty() {
+        health.push(HealthCheck {
+            probe: Probe::Console {
+                pattern: DEFAULT_VM_BOOT_PATTERN.to_string(),
+            },
+            timeout: Duration::from_secs(300),
+            interval: Duration::from_secs(1),
+            start_period: Duration::ZERO,
+        });
+    }
 
     let mut captured: HashSet<&str> = HashSet::new();
     let mut provision = Vec::new();

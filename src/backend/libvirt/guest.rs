@@ -1,0 +1,401 @@
+//! What a VM needs beyond its domain: overlay, seed, DHCP leases, keys,
+//! addresses, and SSH for exec and copy.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use virt::connect::Connect;
+use virt::sys;
+
+use super::{
+    LabFiles, LibvirtBackend, blocking, disks, domain_name, domain_xml, interfaces, static_leases,
+    xml,
+};
+use crate::backend::vm::{cloud_init, keys, seed, ssh};
+use crate::backend::{
+    BackendError, CreateRequest, ExecOutput, NodeStatus, RunState, resource_name,
+};
+
+/// The folder of a lab's SSH material: the client key, and per node the
+/// host key and a known_hosts file pinned to it.
+pub fn ssh_dir(state_dir: &Path, lab: &str) -> PathBuf {
+    state_dir.join("labs").join(lab).join("ssh")
+}
+
+fn host_key_path(state_dir: &Path, lab: &str, node: &str) -> PathBuf {
+    ssh_dir(state_dir, lab).join(format!("host-{node}"))
+}
+
+fn known_hosts_path(state_dir: &Path, lab: &str, node: &str) -> PathBuf {
+    ssh_dir(state_dir, lab).join(format!("known_hosts-{node}"))
+}
+
+/// Removes a node's host key and known_hosts.
+pub fn forget_keys(state_dir: &Path, lab: &str, node: &str) {
+    let host = host_key_path(state_dir, lab, node);
+    let _ = std::fs::remove_file(keys::public_path(&host));
+    let _ = std::fs::remove_file(&host);
+    let _ = std::fs::remove_file(known_hosts_path(state_dir, lab, node));
+}
+
+/// Removes the static DHCP leases of a domain's interfaces.
+pub fn forget_leases(conn: &Connect, domain_xml: &str) {
+    for (network, mac) in interfaces(domain_xml) {
+        let Ok(net) = conn.lookup_network_by_name(&network) else {
+            continue;
+        };
+        let Ok(net_xml) = net.xml_desc(0) else {
+            continue;
+        };
+        if let Some(ip) = static_leases(&net_xml).get(&mac) {
+            let host = format!("<host mac='{mac}' ip='{ip}'/>");
+            let _ = update_hosts(&net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, &host);
+        }
+    }
+}
+
+fn update_hosts(
+    net: &virt::network::Network,
+    command: sys::virNetworkUpdateCommand,
+    host: &str,
+) -> Result<(), virt::error::Error> {
+    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        | if net.is_active().unwrap_or(false) {
+            sys::VIR_NETWORK_UPDATE_AFFECT_LIVE
+        } else {
+            0
+        };
+    net.update(
+        command,
+        sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+        -1,
+        host,
+        flags,
+    )
+}
+
+/// KVM when it really runs a guest here, else software emulation. Some
+/// hosts have `/dev/kvm` whose guests abort at once (seen on our CI
+/// machines), so the only honest test is to start one: a transient,
+/// diskless domain with the host CPU, checked after a moment.
+pub fn detect_domain_type(conn: &Connect) -> &'static str {
+    if !Path::new("/dev/kvm").exists() {
+        return "qemu";
+    }
+    let name = format!("bs-kvm-probe-{}", std::process::id());
+    let probe = format!(
+        "<domain type='kvm'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><cpu mode='host-passthrough'/><devices><memballoon model='none'/></devices></domain>"
+    );
+    let Ok(domain) = conn.create_domain_xml(&probe, 0) else {
+        return "qemu";
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let running = domain
+        .info()
+        .map(|i| i.state.to_raw() == sys::VIR_DOMAIN_RUNNING)
+        .unwrap_or(false);
+    let _ = domain.destroy();
+    if running { "kvm" } else { "qemu" }
+}
+
+/// Creates everything a VM needs and defines its domain.
+pub async fn create(
+    backend: &LibvirtBackend,
+    request: &CreateRequest,
+) -> Result<String, BackendError> {
+    let settings = backend.settings.clone();
+    let request = request.clone();
+    let conn = backend.conn.clone();
+    let domain_type = backend.domain_type().await?;
+    // The domain XML needs the backend; build it before moving to the
+    // blocking pool.
+    let files = backend.files(&request.lab);
+    let xml = domain_xml(
+        backend,
+        &request,
+        Some(&files.seed(&request.node)),
+        domain_type,
+    );
+    blocking(move || {
+        let result = create_blocking(&conn, &settings, &files, &request, &xml);
+        if result.is_err() {
+            // Nothing half-made stays behind.
+            files.remove_node(&request.node);
+            forget_keys(&settings.state_dir, &request.lab, &request.node);
+        }
+        result
+    })
+    .await
+}
+
+fn create_blocking(
+    conn: &Connect,
+    settings: &super::Settings,
+    files: &LabFiles,
+    request: &CreateRequest,
+    domain_xml: &str,
+) -> Result<String, BackendError> {
+    let name = resource_name(&request.lab, &request.node);
+    let io = |what: &str| {
+        let operation = format!("{what} for VM {name}");
+        move |e: std::io::Error| BackendError::Api {
+            operation,
+            message: e.to_string(),
+        }
+    };
+    let vm = request.vm.clone().ok_or_else(|| BackendError::Api {
+        operation: format!("create VM {name}"),
+        message: "the request has no VM settings".into(),
+    })?;
+    let base = disks::resolve(&settings.base_image_path, &request.image);
+    if !base.is_file() {
+        return Err(BackendError::BaseImageMissing {
+            image: request.image.clone(),
+            path: base.display().to_string(),
+        });
+    }
+    for file in [&vm.kernel, &vm.initrd].into_iter().flatten() {
+        let path = disks::resolve(&settings.base_image_path, file);
+        if !path.is_file() {
+            return Err(BackendError::BaseImageMissing {
+                image: file.clone(),
+                path: path.display().to_string(),
+            });
+        }
+    }
+    std::fs::create_dir_all(&files.dir).map_err(io("create the lab folder"))?;
+    disks::create_overlay(&base, &files.overlay(&request.node), vm.disk_gib)?;
+    let _ = std::fs::File::create(files.console_log(&request.node));
+
+    // Keys: the lab's client key, and a fresh host key for this instance,
+    // injected through cloud-init so the known_hosts entry exists before
+    // the first connection.
+    let dir = ssh_dir(&settings.state_dir, &request.lab);
+    std::fs::create_dir_all(&dir).map_err(io("create the SSH folder"))?;
+    let client = keys::ensure_key(
+        &dir.join("id_ed25519"),
+        &format!("benchscale@{}", request.lab),
+    )
+    .map_err(io("make the lab key"))?;
+    let host_path = host_key_path(&settings.state_dir, &request.lab, &request.node);
+    let _ = std::fs::remove_file(&host_path);
+    let _ = std::fs::remove_file(keys::public_path(&host_path));
+    let host = keys::ensure_key(&host_path, &format!("{}@{}", request.node, request.lab))
+        .map_err(io("make the host key"))?;
+
+    let mut interfaces = Vec::new();
+    let mut leases = Vec::new();
+    for (i, (logical, _, ip)) in request.networks.iter().enumerate() {
+        let mac = xml::mac(&request.lab, &request.node, logical);
+        let net = conn
+            .lookup_network_by_name(&resource_name(&request.lab, logical))
+            .map_err(super::api(format!("find network {logical}")))?;
+        let net_xml = net
+            .xml_desc(0)
+            .map_err(super::api(format!("read network {logical}")))?;
+        let (prefix, gateway) = network_facts(&net_xml);
+        interfaces.push(cloud_init::Interface {
+            mac: mac.clone(),
+            static_address: ip.map(|ip| (ip, prefix)),
+            // Only the first network gets the default route.
+            gateway: if i == 0 { gateway } else { None },
+            dns: gateway.into_iter().collect(),
+        });
+        if let Some(ip) = ip {
+            leases.push((
+                net,
+                format!("<host mac='{mac}' name='{}' ip='{ip}'/>", request.node),
+                *ip,
+            ));
+        }
+    }
+    let input = cloud_init::SeedInput {
+        instance_id: format!(
+            "{name}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ),
+        hostname: request.node.clone(),
+        user: settings.ssh_user.clone(),
+        authorized_key: client.public_openssh.clone(),
+        host_key: host,
+        interfaces,
+        user_data: vm.user_data.clone(),
+    };
+    let documents = cloud_init::render(&input);
+    let image = seed::build_seed(&documents.files()).map_err(io("build the cloud-init seed"))?;
+    std::fs::write(files.seed(&request.node), image).map_err(io("write the cloud-init seed"))?;
+
+    for (net, host, ip) in &leases {
+        // A lease left by an earlier instance would block the new one.
+        let _ = update_hosts(
+            net,
+            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            &format!("<host ip='{ip}'/>"),
+        );
+        update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, host)
+            .map_err(super::api(format!("reserve {ip} for VM {name}")))?;
+    }
+    match conn.define_domain_xml(domain_xml) {
+        Ok(_) => Ok(format!("{}{name}", super::DOMAIN_ID_PREFIX)),
+        Err(e) => {
+            for (net, host, _) in &leases {
+                let _ = update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, host);
+            }
+            Err(super::api(format!("define VM {name}"))(e))
+        }
+    }
+}
+
+/// Prefix length and gateway of a network XML.
+fn network_facts(net_xml: &str) -> (u8, Option<Ipv4Addr>) {
+    let Ok(doc) = roxmltree::Document::parse(net_xml) else {
+        return (24, None);
+    };
+    let Some(ip) = doc.descendants().find(|n| n.has_tag_name("ip")) else {
+        return (24, None);
+    };
+    let gateway = ip.attribute("address").and_then(|a| a.parse().ok());
+    let prefix = ip
+        .attribute("netmask")
+        .and_then(|m| m.parse::<Ipv4Addr>().ok())
+        .map_or(24, |m| u32::from(m).count_ones() as u8);
+    (prefix, gateway)
+}
+
+/// State and addresses: static leases first, then DHCP leases.
+pub async fn status(backend: &LibvirtBackend, id: &str) -> Result<NodeStatus, BackendError> {
+    let conn = backend.conn.clone();
+    let id = id.to_string();
+    blocking(move || {
+        let (domain, owner, xml) = LibvirtBackend::find_domain(&conn, &id)?;
+        let state = super::run_state(&domain);
+        let mut addresses = BTreeMap::new();
+        let prefix = format!("bs-{}-", owner.lab);
+        let dynamic = if state == RunState::Running {
+            domain
+                .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for (network, mac) in interfaces(&xml) {
+            let logical = network
+                .strip_prefix(&prefix)
+                .unwrap_or(&network)
+                .to_string();
+            let fixed = conn
+                .lookup_network_by_name(&network)
+                .ok()
+                .and_then(|n| n.xml_desc(0).ok())
+                .and_then(|x| static_leases(&x).get(&mac).copied());
+            let leased = dynamic
+                .iter()
+                .filter(|i| {
+                    i.hwaddr
+                        .as_deref()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(&mac))
+                })
+                .flat_map(|i| i.addrs.iter())
+                .find_map(|a| a.addr.parse::<Ipv4Addr>().ok());
+            if let Some(ip) = fixed.or(leased) {
+                addresses.insert(logical, ip);
+            }
+        }
+        Ok(NodeStatus {
+            state,
+            addresses,
+            docker_health: None,
+            exit_code: None,
+        })
+    })
+    .await
+}
+
+async fn target(backend: &LibvirtBackend, id: &str) -> Result<ssh::SshTarget, BackendError> {
+    let status = status(backend, id).await?;
+    if status.state != RunState::Running {
+        return Err(BackendError::Ssh(format!(
+            "VM {} is not running",
+            domain_name(id)
+        )));
+    }
+    let name = domain_name(id);
+    let conn = backend.conn.clone();
+    let owned_id = id.to_string();
+    let (_, owner, _) = blocking(move || LibvirtBackend::find_domain(&conn, &owned_id)).await?;
+    let host = status
+        .addresses
+        .values()
+        .next()
+        .copied()
+        .ok_or_else(|| BackendError::Ssh(format!("VM {name} has no address yet")))?;
+    let settings = &backend.settings;
+    let host_key = keys::ensure_key(
+        &host_key_path(&settings.state_dir, &owner.lab, &owner.name),
+        "",
+    )
+    .map_err(|e| BackendError::Ssh(format!("host key of VM {name}: {e}")))?;
+    let known_hosts = known_hosts_path(&settings.state_dir, &owner.lab, &owner.name);
+    let line = ssh::known_hosts_line(
+        &host.to_string(),
+        settings.ssh_port,
+        &host_key.public_openssh,
+    );
+    std::fs::write(&known_hosts, format!("{line}\n"))
+        .map_err(|e| BackendError::Ssh(format!("write {}: {e}", known_hosts.display())))?;
+    Ok(ssh::SshTarget {
+        host: host.to_string(),
+        port: settings.ssh_port,
+        user: settings.ssh_user.clone(),
+        key: ssh_dir(&settings.state_dir, &owner.lab).join("id_ed25519"),
+        known_hosts,
+        connect_timeout: Duration::from_secs(settings.ssh_timeout_secs),
+    })
+}
+
+/// Runs a command over SSH.
+pub async fn exec(
+    backend: &LibvirtBackend,
+    id: &str,
+    argv: &[String],
+) -> Result<ExecOutput, BackendError> {
+    let target = target(backend, id).await?;
+    let session = ssh::connect(&target)
+        .await
+        .map_err(|e| BackendError::Ssh(e.to_string()))?;
+    let out = session
+        .exec(argv)
+        .await
+        .map_err(|e| BackendError::Ssh(e.to_string()));
+    let _ = session.close().await;
+    let out = out?;
+    Ok(ExecOutput {
+        exit_code: out.exit_code,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+/// Uploads a file over SSH.
+pub async fn copy(
+    backend: &LibvirtBackend,
+    id: &str,
+    src: &Path,
+    dest: &str,
+    mode: Option<u32>,
+) -> Result<(), BackendError> {
+    let target = target(backend, id).await?;
+    let session = ssh::connect(&target)
+        .await
+        .map_err(|e| BackendError::Ssh(e.to_string()))?;
+    let result = session
+        .upload(src, dest, mode)
+        .await
+        .map_err(|e| BackendError::Ssh(e.to_string()));
+    let _ = session.close().await;
+    result
+}

@@ -1,0 +1,341 @@
+//! libvirt XML: domains and networks built from the model, ownership
+//! metadata read back.
+//!
+//! Every domain and network carries a `<metadata>` element in benchscale's
+//! namespace with the lab, the node or network name and the spec hash; the
+//! backend recognises its resources by it, never by name alone.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use crate::topology::net::Ipv4Net;
+
+/// benchscale's XML namespace in libvirt metadata.
+pub const NAMESPACE: &str = "urn:benchscale:libvirt:1";
+
+/// Escapes text for XML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Ownership facts kept in `<metadata>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub lab: String,
+    /// `node` or `network`.
+    pub role: &'static str,
+    pub name: String,
+    pub spec_hash: String,
+}
+
+fn metadata(owner: &Ownership) -> String {
+    format!(
+        "  <metadata>\n    <bs:benchscale xmlns:bs=\"{NAMESPACE}\">\n      <bs:lab>{}</bs:lab>\n      <bs:{role}>{}</bs:{role}>\n      <bs:spec-hash>{}</bs:spec-hash>\n    </bs:benchscale>\n  </metadata>\n",
+        escape(&owner.lab),
+        escape(&owner.name),
+        escape(&owner.spec_hash),
+        role = owner.role,
+    )
+}
+
+/// Reads the ownership metadata of a domain or network XML, if it is ours.
+pub fn ownership(xml: &str) -> Option<Ownership> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let meta = doc.descendants().find(|n| {
+        n.tag_name().name() == "benchscale" && n.tag_name().namespace() == Some(NAMESPACE)
+    })?;
+    let text = |name: &str| {
+        meta.children()
+            .find(|n| n.tag_name().name() == name && n.tag_name().namespace() == Some(NAMESPACE))
+            .and_then(|n| n.text())
+            .map(str::to_string)
+    };
+    let (role, name) = match (text("node"), text("network")) {
+        (Some(node), _) => ("node", node),
+        (None, Some(network)) => ("network", network),
+        _ => return None,
+    };
+    Some(Ownership {
+        lab: text("lab")?,
+        role,
+        name,
+        spec_hash: text("spec-hash").unwrap_or_default(),
+    })
+}
+
+/// A network as libvirt should make it.
+#[derive(Debug, Clone)]
+pub struct NetworkXml<'a> {
+    pub name: &'a str,
+    pub bridge: &'a str,
+    pub owner: &'a Ownership,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub nat: bool,
+    pub dhcp: bool,
+    /// Static DHCP leases: MAC, host name, address.
+    pub hosts: &'a [(String, String, Ipv4Addr)],
+}
+
+/// The network XML. DHCP hands out the upper half of the subnet, so the
+/// lower half stays free for static addresses chosen by hand; every
+/// declared address also gets a static lease, so DHCP guests get it too.
+pub fn network(n: &NetworkXml<'_>) -> String {
+    let mut out = format!("<network>\n  <name>{}</name>\n", escape(n.name));
+    out.push_str(&metadata(n.owner));
+    if n.nat {
+        out.push_str("  <forward mode='nat'/>\n");
+    }
+    let _ = writeln!(
+        out,
+        "  <bridge name='{}' stp='on' delay='0'/>",
+        escape(n.bridge)
+    );
+    let _ = writeln!(
+        out,
+        "  <ip address='{}' netmask='{}'>",
+        n.gateway,
+        n.subnet.netmask()
+    );
+    if n.dhcp {
+        let first = u32::from(n.subnet.addr());
+        let last = u32::from(n.subnet.broadcast());
+        let start = Ipv4Addr::from(first + (last - first) / 2 + 1);
+        let end = Ipv4Addr::from(last - 1);
+        out.push_str("    <dhcp>\n");
+        let _ = writeln!(out, "      <range start='{start}' end='{end}'/>");
+        for (mac, host, ip) in n.hosts {
+            let _ = writeln!(
+                out,
+                "      <host mac='{}' name='{}' ip='{ip}'/>",
+                escape(mac),
+                escape(host)
+            );
+        }
+        out.push_str("    </dhcp>\n");
+    }
+    out.push_str("  </ip>\n</network>\n");
+    out
+}
+
+/// One network interface of a domain.
+#[derive(Debug, Clone)]
+pub struct Nic {
+    pub network: String,
+    pub mac: String,
+}
+
+/// Direct kernel boot files, already resolved to absolute paths.
+#[derive(Debug, Clone)]
+pub struct KernelBoot {
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+/// A domain as libvirt should make it.
+#[derive(Debug, Clone)]
+pub struct DomainXml<'a> {
+    pub name: &'a str,
+    pub owner: &'a Ownership,
+    /// `kvm` or `qemu`.
+    pub domain_type: &'a str,
+    pub memory_mib: u64,
+    pub vcpus: u64,
+    pub disk: &'a Path,
+    pub seed: Option<&'a Path>,
+    pub console_log: &'a Path,
+    pub boot: Option<&'a KernelBoot>,
+    pub nics: &'a [Nic],
+}
+
+/// The domain XML: virtio disk and network, the serial console written to
+/// a log file (through virtlogd, so it survives restarts of libvirtd) and a
+/// pty console for `virsh console`.
+pub fn domain(d: &DomainXml<'_>) -> String {
+    let mut out = format!(
+        "<domain type='{}'>\n  <name>{}</name>\n",
+        escape(d.domain_type),
+        escape(d.name)
+    );
+    out.push_str(&metadata(d.owner));
+    let _ = writeln!(out, "  <memory unit='MiB'>{}</memory>", d.memory_mib);
+    let _ = writeln!(out, "  <vcpu>{}</vcpu>", d.vcpus);
+    out.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n");
+    match d.boot {
+        Some(b) => {
+            let _ = writeln!(out, "    <kernel>{}</kernel>", escape(&b.kernel));
+            if let Some(initrd) = &b.initrd {
+                let _ = writeln!(out, "    <initrd>{}</initrd>", escape(initrd));
+            }
+            if let Some(cmdline) = &b.cmdline {
+                let _ = writeln!(out, "    <cmdline>{}</cmdline>", escape(cmdline));
+            }
+        }
+        None => out.push_str("    <boot dev='hd'/>\n"),
+    }
+    out.push_str("  </os>\n  <features><acpi/><apic/></features>\n");
+    // KVM guests get the host's CPU; under emulation QEMU's default model
+    // is the one that works everywhere.
+    if d.domain_type == "kvm" {
+        out.push_str("  <cpu mode='host-passthrough'/>\n");
+    }
+    out.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
+    out.push_str("  <devices>\n");
+    let _ = writeln!(
+        out,
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>",
+        escape(&d.disk.display().to_string())
+    );
+    if let Some(seed) = d.seed {
+        let _ = writeln!(
+            out,
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>",
+            escape(&seed.display().to_string())
+        );
+    }
+    for nic in d.nics {
+        let _ = writeln!(
+            out,
+            "    <interface type='network'>\n      <source network='{}'/>\n      <mac address='{}'/>\n      <model type='virtio'/>\n    </interface>",
+            escape(&nic.network),
+            escape(&nic.mac)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    <serial type='file'>\n      <source path='{}' append='on'/>\n      <target port='0'/>\n    </serial>\n    <console type='file'>\n      <source path='{}' append='on'/>\n      <target type='serial' port='0'/>\n    </console>",
+        escape(&d.console_log.display().to_string()),
+        escape(&d.console_log.display().to_string())
+    );
+    out.push_str("    <memballoon model='none'/>\n    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n");
+    out.push_str("  </devices>\n</domain>\n");
+    out
+}
+
+/// A stable MAC address for a node's interface on a network, in the range
+/// libvirt uses for guests.
+pub fn mac(lab: &str, node: &str, network: &str) -> String {
+    let h = fnv(&format!("{lab}/{node}/{network}"));
+    format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        (h >> 16) as u8,
+        (h >> 8) as u8,
+        h as u8
+    )
+}
+
+/// A Linux bridge name for a lab network: at most 15 bytes, stable, and
+/// distinct per lab and network (`bs` and 10 hex digits).
+pub fn bridge(lab: &str, network: &str) -> String {
+    format!(
+        "bs{:010x}",
+        fnv(&format!("{lab}/{network}")) & 0xff_ffff_ffff
+    )
+}
+
+/// FNV-1a, 64 bits: small, stable across releases, good enough to spread
+/// names (a collision is caught by libvirt refusing the bridge).
+fn fnv(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Ownership {
+        Ownership {
+            lab: "lab".into(),
+            role: "node",
+            name: "desk<1>".into(),
+            spec_hash: "v1:ab".into(),
+        }
+    }
+
+    #[test]
+    fn domain_xml_parses_and_carries_ownership() {
+        let xml = domain(&DomainXml {
+            name: "bs-lab-desk",
+            owner: &owner(),
+            domain_type: "qemu",
+            memory_mib: 256,
+            vcpus: 1,
+            disk: Path::new("/o/desk.qcow2"),
+            seed: Some(Path::new("/o/desk-seed.img")),
+            console_log: Path::new("/o/desk.log"),
+            boot: Some(&KernelBoot {
+                kernel: "/b/k".into(),
+                initrd: None,
+                cmdline: Some("console=ttyS0 a=\"b\"".into()),
+            }),
+            nics: &[Nic {
+                network: "bs-lab-lan".into(),
+                mac: mac("lab", "desk", "lan"),
+            }],
+        });
+        assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
+        assert_eq!(ownership(&xml), Some(owner()));
+    }
+
+    #[test]
+    fn network_xml_parses_and_has_static_leases() {
+        let owner = Ownership {
+            role: "network",
+            name: "lan".into(),
+            ..owner()
+        };
+        let xml = network(&NetworkXml {
+            name: "bs-lab-lan",
+            bridge: &bridge("lab", "lan"),
+            owner: &owner,
+            subnet: "10.1.2.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 1, 2, 1),
+            nat: false,
+            dhcp: true,
+            hosts: &[(
+                "52:54:00:00:00:01".into(),
+                "desk".into(),
+                Ipv4Addr::new(10, 1, 2, 5),
+            )],
+        });
+        assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
+        assert!(
+            xml.contains("<range start='10.1.2.128' end='10.1.2.254'/>"),
+            "{xml}"
+        );
+        assert!(xml.contains("ip='10.1.2.5'"));
+        assert!(!xml.contains("forward"));
+        assert_eq!(ownership(&xml), Some(owner));
+    }
+
+    #[test]
+    fn names_fit_linux_limits_and_are_stable() {
+        let b = bridge("a-very-long-lab-name-xyz", "a-very-long-network-name");
+        assert!(b.len() <= 15);
+        assert_eq!(
+            b,
+            bridge("a-very-long-lab-name-xyz", "a-very-long-network-name")
+        );
+        assert_ne!(bridge("a", "b"), bridge("a", "c"));
+        assert_eq!(mac("l", "n", "w").len(), 17);
+        assert!(ownership("<domain><name>x</name></domain>").is_none());
+    }
+}
