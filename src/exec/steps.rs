@@ -52,7 +52,21 @@ pub async fn run_step<B: Backend>(
         let started = Instant::now();
         let result = match &step.action {
             Action::Run(command) => {
-                let argv = values.argv(command).map_err(fail)?;
+                let mut argv = values.argv(command).map_err(fail)?;
+                // `user` (VMs only, checked at validation) runs the step as
+                // that user; the engine's user has passwordless sudo.
+                if let Some(user) = &step.user {
+                    let mut wrapped = vec![
+                        "sudo".to_string(),
+                        "-n".into(),
+                        "-H".into(),
+                        "-u".into(),
+                        user.clone(),
+                        "--".into(),
+                    ];
+                    wrapped.append(&mut argv);
+                    argv = wrapped;
+                }
                 match tokio::time::timeout(step.timeout, backend.exec(id, &argv)).await {
                     Err(_) => Err(format!(
                         "timed out after {}",

@@ -357,27 +357,70 @@ async fn target(backend: &LibvirtBackend, id: &str) -> Result<ssh::SshTarget, Ba
     })
 }
 
-/// Runs a command over SSH.
+/// Open SSH sessions, one per VM and address.
+#[derive(Default)]
+pub struct Sessions(
+    tokio::sync::Mutex<
+        std::collections::HashMap<String, (String, std::sync::Arc<ssh::SshSession>)>,
+    >,
+);
+
+impl Sessions {
+    /// Drops the session of a VM (it restarted, stopped or went away).
+    pub async fn forget(&self, id: &str) {
+        self.0.lock().await.remove(id);
+    }
+
+    /// The VM's session to `target`, opened if there is none.
+    async fn get(
+        &self,
+        id: &str,
+        target: &ssh::SshTarget,
+    ) -> Result<std::sync::Arc<ssh::SshSession>, BackendError> {
+        let mut sessions = self.0.lock().await;
+        if let Some((host, session)) = sessions.get(id)
+            && *host == target.host
+        {
+            return Ok(session.clone());
+        }
+        let session = std::sync::Arc::new(
+            ssh::connect(target)
+                .await
+                .map_err(|e| BackendError::Ssh(e.to_string()))?,
+        );
+        sessions.insert(id.to_string(), (target.host.clone(), session.clone()));
+        Ok(session)
+    }
+}
+
+/// Runs a command over SSH. A broken cached session is replaced once.
 pub async fn exec(
     backend: &LibvirtBackend,
     id: &str,
     argv: &[String],
 ) -> Result<ExecOutput, BackendError> {
     let target = target(backend, id).await?;
-    let session = ssh::connect(&target)
-        .await
-        .map_err(|e| BackendError::Ssh(e.to_string()))?;
-    let out = session
-        .exec(argv)
-        .await
-        .map_err(|e| BackendError::Ssh(e.to_string()));
-    let _ = session.close().await;
-    let out = out?;
-    Ok(ExecOutput {
-        exit_code: out.exit_code,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    })
+    let mut retried = false;
+    loop {
+        let session = backend.sessions.get(id, &target).await?;
+        match session.exec(argv).await {
+            Ok(out) => {
+                return Ok(ExecOutput {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                });
+            }
+            // An error here is the connection's, never the command's (a
+            // failing command is an exit code): the cached session went
+            // stale, for example across a guest reboot. One fresh try.
+            Err(_) if !retried => {
+                retried = true;
+                backend.sessions.forget(id).await;
+            }
+            Err(e) => return Err(BackendError::Ssh(e.to_string())),
+        }
+    }
 }
 
 /// Uploads a file over SSH.
@@ -389,13 +432,9 @@ pub async fn copy(
     mode: Option<u32>,
 ) -> Result<(), BackendError> {
     let target = target(backend, id).await?;
-    let session = ssh::connect(&target)
-        .await
-        .map_err(|e| BackendError::Ssh(e.to_string()))?;
-    let result = session
+    let session = backend.sessions.get(id, &target).await?;
+    session
         .upload(src, dest, mode)
         .await
-        .map_err(|e| BackendError::Ssh(e.to_string()));
-    let _ = session.close().await;
-    result
+        .map_err(|e| BackendError::Ssh(e.to_string()))
 }

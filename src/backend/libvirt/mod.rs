@@ -73,6 +73,9 @@ pub struct LibvirtBackend {
     /// Settled on first use: probing KVM starts a guest, which only a
     /// command that creates VMs should pay for.
     domain_type: tokio::sync::OnceCell<&'static str>,
+    /// Open SSH sessions by domain id: opening one costs seconds under
+    /// emulation, so steps and probes share it.
+    sessions: guest::Sessions,
 }
 
 fn api(operation: impl Into<String>) -> impl FnOnce(virt::error::Error) -> BackendError {
@@ -122,6 +125,7 @@ impl LibvirtBackend {
             conn: Arc::new(conn),
             settings,
             domain_type: tokio::sync::OnceCell::new(),
+            sessions: guest::Sessions::default(),
         })
     }
 
@@ -374,6 +378,7 @@ impl Backend for LibvirtBackend {
     }
 
     async fn start(&self, id: &str) -> Result<(), BackendError> {
+        self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
         let overlay_dir = self.settings.overlay_dir.clone();
@@ -395,6 +400,7 @@ impl Backend for LibvirtBackend {
     }
 
     async fn stop(&self, id: &str) -> Result<(), BackendError> {
+        self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
         blocking(move || {
@@ -410,6 +416,7 @@ impl Backend for LibvirtBackend {
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
+        self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
         let overlay_dir = self.settings.overlay_dir.clone();

@@ -15,15 +15,17 @@
 //! per command, and a remote exit code of 255 is not confused with a lost
 //! connection, as it is with `process-mux`.
 
+mod config;
 mod error;
+mod upload;
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncReadExt;
 
+use config::ssh_config;
 pub use error::SshError;
 use error::{ConnectContext, classify_connect};
 
@@ -141,7 +143,11 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
             });
         }
         Ok(Ok(session)) => session,
-        Ok(Err(openssh::Error::Connect(e))) if e.kind() == std::io::ErrorKind::NotFound => {
+        // Spawning a missing `ssh` fails with NotFound; so would a master
+        // that exited before writing its log, hence the PATH check.
+        Ok(Err(openssh::Error::Connect(e)))
+            if e.kind() == std::io::ErrorKind::NotFound && !ssh_on_path() =>
+        {
             return Err(SshError::ClientMissing);
         }
         Ok(Err(openssh::Error::Connect(e))) => {
@@ -160,6 +166,11 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
         target: label,
         _dir: dir,
     })
+}
+
+fn ssh_on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("ssh").is_file()))
 }
 
 /// A private folder with the session's `ssh_config`. It also holds the
