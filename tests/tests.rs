@@ -3,4 +3,5 @@
 mod cli;
 mod docker_backend;
 mod fixtures;
+mod ssh;
 mod util;
