@@ -1,7 +1,15 @@
 //! The integration test binary: one module per area, linked once.
+//!
+//! `apply`, `drift`, `failures` and `lifecycle` drive the `benchscale`
+//! binary against the real Docker engine through `lab::TestLab`.
 
+mod apply;
 mod cli;
 mod docker_backend;
+mod drift;
+mod failures;
 mod fixtures;
+mod lab;
+mod lifecycle;
 mod ssh;
 mod util;

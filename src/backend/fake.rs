@@ -124,6 +124,7 @@ impl Backend for FakeBackend {
                     spec_hash: n.spec_hash.clone(),
                     state: n.state.clone(),
                     networks: n.networks.clone(),
+                    image: None,
                 })
                 .collect(),
         }))

@@ -69,6 +69,10 @@ pub struct ObservedNode {
     pub state: RunState,
     /// Logical networks it is attached to, with its address on each.
     pub networks: BTreeMap<String, Option<Ipv4Addr>>,
+    /// The image it runs, as the backend reports it (Docker: the name it
+    /// was created from), when the backend can tell without extra calls.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// Everything of one lab the backend found.

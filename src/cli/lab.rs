@@ -93,12 +93,15 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             output,
         } => apply(config, &file, parallelism.into(), output).await,
         Command::Destroy { file, lab, output } => {
-            let lab = match (file, lab) {
+            let (lab, mut required) = match (file, lab) {
                 (Some(file), _) => match load(&file) {
-                    Ok(t) => t.name,
+                    Ok(t) => {
+                        let kinds = Engine::required(&t);
+                        (t.name, kinds)
+                    }
                     Err(code) => return code,
                 },
-                (None, Some(lab)) => lab,
+                (None, Some(lab)) => (lab, Vec::new()),
                 (None, None) => return EXIT_ERROR,
             };
             if regex::Regex::new(crate::topology::raw::NAME_PATTERN)
@@ -110,7 +113,10 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 );
                 return EXIT_ERROR;
             }
-            let engine = match engine(config, &[]).await {
+            // Whatever the lab is known to own must be reachable: a backend
+            // that is down would make its resources look gone.
+            required.extend(Engine::recorded_kinds(config, &lab));
+            let engine = match engine(config, &required).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };
@@ -147,7 +153,11 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Status { lab, output } => {
-            let engine = match engine(config, &[]).await {
+            let required = lab
+                .as_deref()
+                .map(|l| Engine::recorded_kinds(config, l))
+                .unwrap_or_default();
+            let engine = match engine(config, &required).await {
                 Ok(e) => e,
                 Err(code) => return code,
             };

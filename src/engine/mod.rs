@@ -143,6 +143,32 @@ impl Engine<Router> {
         Ok(Self::new(router, Registry::new(&config.state_dir.value)))
     }
 
+    /// The backends a lab is known to use: the kinds in its record, and
+    /// Docker when there is no record (it cannot be told otherwise).
+    pub fn recorded_kinds(config: &Config, lab: &str) -> Vec<NodeKind> {
+        let record = Registry::new(&config.state_dir.value)
+            .load(lab)
+            .ok()
+            .flatten();
+        let Some(record) = record else {
+            return vec![NodeKind::Container];
+        };
+        let mut kinds: Vec<NodeKind> = record
+            .nodes
+            .values()
+            .map(|n| {
+                if n.kind == "vm" {
+                    NodeKind::Vm
+                } else {
+                    NodeKind::Container
+                }
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     /// The backends a topology needs: those of its nodes, and Docker for a
     /// lab of networks only.
     pub fn required(topology: &Topology) -> Vec<NodeKind> {
@@ -222,7 +248,7 @@ impl<B: Backend> Engine<B> {
         let lab = topology.name.clone();
         let lab_name = lab.clone();
         let _lock = self.blocking(move |r| r.lock(&lab_name)).await?;
-        let mut record = self
+        let record = self
             .registry
             .load(&lab)?
             .unwrap_or_else(|| LabRecord::new(&lab));
@@ -243,6 +269,30 @@ impl<B: Backend> Engine<B> {
         };
         let topology = Arc::new(topology);
         let plan = Arc::new(plan);
+        // Nodes whose steps ran are recorded as soon as they are done (see
+        // `exec::Options::checkpoint`); the saver owns the record meanwhile.
+        let (checkpoint, mut checkpoints) =
+            tokio::sync::mpsc::unbounded_channel::<exec::Checkpoint>();
+        let saver = {
+            let registry = self.registry.clone();
+            let topology = topology.clone();
+            let plan = plan.clone();
+            let mut record = record;
+            tokio::spawn(async move {
+                while let Some(c) = checkpoints.recv().await {
+                    if let Some(node) = topology.nodes.get(&c.name) {
+                        record_node(&mut record, &c.name, node, &c.outcome, &plan);
+                        let registry = registry.clone();
+                        let snapshot = record.clone();
+                        // A failed save only loses the early record; the
+                        // final save below reports errors.
+                        let _ = tokio::task::spawn_blocking(move || registry.save(&snapshot)).await;
+                    }
+                    let _ = c.done.send(());
+                }
+                record
+            })
+        };
         let outcome = exec::apply(
             self.backend.clone(),
             topology.clone(),
@@ -252,10 +302,12 @@ impl<B: Backend> Engine<B> {
             exec::Options {
                 parallelism: options.parallelism,
                 cancel: options.cancel.clone(),
+                checkpoint: Some(checkpoint),
             },
             events,
         )
         .await;
+        let mut record = saver.await.unwrap_or_else(|_| LabRecord::new(&lab));
         update_record(&mut record, &topology, &plan, &outcome);
         record.topology_path = Some(
             std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone()),
@@ -464,41 +516,52 @@ fn update_record(record: &mut LabRecord, topology: &Topology, plan: &Plan, outco
         }
     }
     for (name, node) in &topology.nodes {
-        let Some(result) = outcome.nodes.get(name) else {
-            continue;
-        };
-        let Some(id) = result.id.clone() else {
-            record.nodes.remove(name);
-            continue;
-        };
-        // A node that was skipped before it was touched keeps its record.
-        if matches!(result.end, NodeEnd::Skipped { .. })
-            && plan
-                .node(name)
-                .is_some_and(|c| c.action != Action::NoChange)
-            && result.id == plan.node(name).and_then(|c| c.id.clone())
-        {
-            continue;
+        if let Some(result) = outcome.nodes.get(name) {
+            record_node(record, name, node, result, plan);
         }
-        let health = match &result.end {
-            NodeEnd::Ready => "Healthy".to_string(),
-            _ => result.health.clone(),
-        };
-        record.nodes.insert(
-            name.clone(),
-            NodeRecord {
-                kind: node.kind.as_str().into(),
-                id,
-                spec_hash: result.spec_hash.clone(),
-                spec: Some(NodeSpecV1::of(node)),
-                steps: result.steps_done.clone(),
-                outputs: result.outputs.clone(),
-                addresses: result.addresses.clone(),
-                health,
-                boot_ms: result
-                    .boot_ms
-                    .or_else(|| record.nodes.get(name).and_then(|r| r.boot_ms)),
-            },
-        );
     }
+}
+
+/// Folds one node's outcome into the lab's record.
+fn record_node(
+    record: &mut LabRecord,
+    name: &str,
+    node: &crate::topology::model::Node,
+    result: &exec::NodeOutcome,
+    plan: &Plan,
+) {
+    let Some(id) = result.id.clone() else {
+        record.nodes.remove(name);
+        return;
+    };
+    // A node that was skipped before it was touched keeps its record.
+    if matches!(result.end, NodeEnd::Skipped { .. })
+        && plan
+            .node(name)
+            .is_some_and(|c| c.action != Action::NoChange)
+        && result.id == plan.node(name).and_then(|c| c.id.clone())
+    {
+        return;
+    }
+    let health = match &result.end {
+        NodeEnd::Ready => "Healthy".to_string(),
+        _ => result.health.clone(),
+    };
+    let boot_ms = result
+        .boot_ms
+        .or_else(|| record.nodes.get(name).and_then(|r| r.boot_ms));
+    record.nodes.insert(
+        name.to_string(),
+        NodeRecord {
+            kind: node.kind.as_str().into(),
+            id,
+            spec_hash: result.spec_hash.clone(),
+            spec: Some(NodeSpecV1::of(node)),
+            steps: result.steps_done.clone(),
+            outputs: result.outputs.clone(),
+            addresses: result.addresses.clone(),
+            health,
+            boot_ms,
+        },
+    );
 }

@@ -174,6 +174,7 @@ pub async fn apply<B: Backend>(
         events: events.clone(),
         prior,
         blocked,
+        checkpoint: options.checkpoint.clone(),
     });
     let mut jobs = JoinSet::new();
     for (name, tx) in progress {

@@ -37,6 +37,19 @@ pub struct Options {
     pub parallelism: usize,
     /// Fired on Ctrl-C or SIGTERM: no new work starts.
     pub cancel: CancellationToken,
+    /// Told of every node whose steps ran, before its dependents may go
+    /// on; the executor waits for the reply. The engine records the node
+    /// there, so that an apply killed later never re-runs those steps and
+    /// captures outputs other than those its dependents already used.
+    pub checkpoint: Option<tokio::sync::mpsc::UnboundedSender<Checkpoint>>,
+}
+
+/// A node whose steps ran, and the reply to send once it is recorded.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub name: String,
+    pub outcome: NodeOutcome,
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 /// How a node ended.

@@ -55,6 +55,7 @@ pub struct JobCtx<B> {
     pub prior: Prior,
     /// Set when an earlier phase failed: every node is skipped.
     pub blocked: Option<String>,
+    pub checkpoint: Option<tokio::sync::mpsc::UnboundedSender<super::Checkpoint>>,
 }
 
 impl<B> JobCtx<B> {
@@ -369,7 +370,7 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
     job.tx.send_replace(Progress::Healthy);
 
     let total = job.node.provision.len();
-    for index in steps {
+    for &index in &steps {
         let Some(step) = job.node.provision.get(index) else {
             continue;
         };
@@ -439,6 +440,19 @@ async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>, action: Action) ->
                 .outputs
                 .entry(k.clone())
                 .or_insert_with(|| v.clone());
+        }
+    }
+    if !steps.is_empty()
+        && let Some(checkpoint) = &ctx.checkpoint
+    {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        let sent = checkpoint.send(super::Checkpoint {
+            name: name.clone(),
+            outcome: job.outcome.clone(),
+            done,
+        });
+        if sent.is_ok() {
+            let _ = recorded.await;
         }
     }
     job.tx.send_replace(Progress::Provisioned);

@@ -85,6 +85,7 @@ async fn run_with(
             Options {
                 parallelism,
                 cancel,
+                checkpoint: None,
             },
             EventSink::new(tx),
         ),

@@ -166,6 +166,20 @@ fn node_change(
             .unwrap_or_default();
         return (Action::Replace, Reason::SpecChanged { fields });
     }
+    // The label says the spec matches, but the container runs another
+    // image: someone re-created it by hand with our labels.
+    if let Some(image) = obs.image.as_deref()
+        && node.kind == NodeKind::Container
+        && image != node.image
+        && !image.starts_with("sha256:")
+    {
+        return (
+            Action::Replace,
+            Reason::SpecChanged {
+                fields: vec![format!("image (runs {image})")],
+            },
+        );
+    }
     if let Some(network) = node
         .networks
         .iter()

@@ -147,6 +147,7 @@ fn observed_node(container: &ContainerSummary, lab_networks: &LabNetworks) -> Op
         networks: endpoints
             .map(|e| node_networks(e, lab_networks))
             .unwrap_or_default(),
+        image: container.image.clone(),
     })
 }
 

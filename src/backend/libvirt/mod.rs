@@ -277,6 +277,7 @@ impl Backend for LibvirtBackend {
                     spec_hash: owner.spec_hash,
                     state: run_state(&d),
                     networks,
+                    image: None,
                 });
             }
             Ok(observed)

@@ -123,8 +123,14 @@ pub fn ensure_key(path: &Path, comment: &str) -> io::Result<KeyPair> {
 /// reader never sees half a key and, if two callers race, one key wins and
 /// both return it.
 fn create_private(path: &Path, private: &str) -> io::Result<()> {
+    // One temporary file per call, not per process: nodes of a lab are
+    // created in parallel threads, and two of them sharing one temporary
+    // file would truncate each other's key (or remove it before the other
+    // links it).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
+    tmp.push(format!(".tmp.{}.{call}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let written = (|| {
         let mut file = OpenOptions::new()
@@ -245,6 +251,23 @@ mod tests {
                 .unwrap()
                 .starts_with(&pair.public_key_without_comment())
         );
+    }
+
+    #[test]
+    fn ensure_key_from_many_threads_at_once_gives_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ssh/id_ed25519");
+            let pairs: Vec<KeyPair> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| ensure_key(&path, "c"))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(pairs.iter().all(|p| *p == pairs[0]));
+            assert_eq!(ensure_key(&path, "c").unwrap(), pairs[0]);
+        }
     }
 
     #[test]
