@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup-host.sh
 bash scripts/build-images.sh
+bash scripts/build-vm-images.sh
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check

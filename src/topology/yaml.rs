@@ -28,17 +28,26 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most values in the loaded document, counting every alias expansion.
     pub max_values: usize,
+    /// Most values that aliases may copy, all together.
+    pub max_alias_values: usize,
+    /// Most bytes of text (strings and keys) that aliases may copy.
+    pub max_alias_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         // 16 MiB and two million values hold a generated 10,000-node lab with
-        // room to spare, while an alias bomb is refused after a few
-        // milliseconds of work.
+        // room to spare. Aliases get a far smaller budget, counted in values
+        // and in bytes before anything is copied, so that an alias bomb (or
+        // a long string copied a million times) is refused after a few
+        // milliseconds and megabytes of work; real topologies alias a few
+        // default blocks.
         Self {
             max_bytes: 16 * 1024 * 1024,
             max_depth: 64,
             max_values: 2_000_000,
+            max_alias_values: 100_000,
+            max_alias_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -116,6 +125,8 @@ enum Body {
 }
 
 struct Anchored {
+    /// Bytes of text (strings and keys) in `value`.
+    bytes: usize,
     value: Value,
     values: usize,
 }
@@ -129,6 +140,8 @@ struct Builder<'t> {
     spans: SpanMap,
     diagnostics: Vec<Diagnostic>,
     values: usize,
+    alias_values: usize,
+    alias_bytes: usize,
     root: Option<Value>,
 }
 
@@ -148,6 +161,8 @@ impl<'t> Builder<'t> {
             spans: SpanMap::default(),
             diagnostics: Vec::new(),
             values: 0,
+            alias_values: 0,
+            alias_bytes: 0,
             root: None,
         }
     }
@@ -420,8 +435,31 @@ impl<'t> Builder<'t> {
             .with_span(at, "alias")
             .with_help("an alias can only name a node that is complete before it"));
         };
-        let (value, n) = (anchored.value.clone(), anchored.values);
+        // Charge the copy before making it: cloning is the expensive part.
+        let (n, bytes) = (anchored.values, anchored.bytes);
+        self.alias_values = self.alias_values.saturating_add(n);
+        self.alias_bytes = self.alias_bytes.saturating_add(bytes);
+        if self.alias_values > self.limits.max_alias_values
+            || self.alias_bytes > self.limits.max_alias_bytes
+        {
+            return Err(Diagnostic::new(
+                "benchscale::yaml::alias_limit",
+                format!(
+                    "aliases expand to more than {} values or {} bytes",
+                    self.limits.max_alias_values, self.limits.max_alias_bytes
+                ),
+            )
+            .with_span(at, "limit crossed here")
+            .with_help(
+                "this looks like an alias bomb; write the values out or use fewer nested aliases",
+            ));
+        }
         self.count(n, &at, true)?;
+        let value = self
+            .anchors
+            .get(&id)
+            .map(|a| a.value.clone())
+            .unwrap_or(Value::Null);
         // The alias's own span stands for every value inside the copy: the
         // span map falls back to the nearest recorded ancestor.
         self.finish(value, at, 0)
@@ -520,12 +558,13 @@ impl<'t> Builder<'t> {
         key_span: Option<Range<usize>>,
     ) -> Result<(), Fatal> {
         if anchor != 0 {
-            let values = count_values(&value);
+            let (values, bytes) = count_values(&value);
             self.anchors.insert(
                 anchor,
                 Anchored {
                     value: value.clone(),
                     values,
+                    bytes,
                 },
             );
         }
@@ -574,20 +613,24 @@ impl<'t> Builder<'t> {
     }
 }
 
-/// Counts values in a tree without recursion, so a deep alias copy cannot
-/// overflow the stack.
-fn count_values(value: &Value) -> usize {
-    let mut n = 0usize;
+/// Counts values and bytes of text in a tree without recursion, so a deep
+/// alias copy cannot overflow the stack.
+fn count_values(value: &Value) -> (usize, usize) {
+    let (mut n, mut bytes) = (0usize, 0usize);
     let mut todo = vec![value];
     while let Some(v) = todo.pop() {
         n += 1;
         match v {
             Value::Array(items) => todo.extend(items.iter()),
-            Value::Object(map) => todo.extend(map.values()),
+            Value::Object(map) => {
+                bytes = bytes.saturating_add(map.keys().map(String::len).sum());
+                todo.extend(map.values());
+            }
+            Value::String(s) => bytes = bytes.saturating_add(s.len()),
             _ => {}
         }
     }
-    n
+    (n, bytes)
 }
 
 fn core_tag(tag: &Tag) -> Option<&str> {
@@ -761,6 +804,25 @@ mod tests {
             codes(&text, &Limits::default()),
             ["benchscale::yaml::alias_limit"]
         );
+    }
+
+    #[test]
+    fn a_long_string_copied_by_aliases_is_refused_before_it_is_copied() {
+        // Few values, but each copy carries a kilobyte: a million copies
+        // would take gigabytes.
+        let mut text = format!("name: lab\nx-s: &s \"{}\"\nx-l:\n", "a".repeat(1000));
+        text.push_str("  l1: &l1 [*s, *s, *s, *s, *s, *s, *s, *s, *s, *s]\n");
+        for i in 2..=6 {
+            let p = i - 1;
+            let list = vec![format!("*l{p}"); 10].join(", ");
+            text.push_str(&format!("  l{i}: &l{i} [{list}]\n"));
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(
+            codes(&text, &Limits::default()),
+            ["benchscale::yaml::alias_limit"]
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

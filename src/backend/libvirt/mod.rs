@@ -225,6 +225,20 @@ fn interfaces(xml: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The IPv4 addresses DHCP leased to a running domain: MAC to address.
+fn dhcp_addresses(domain: &Domain) -> BTreeMap<String, Ipv4Addr> {
+    domain
+        .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| {
+            let mac = i.hwaddr?.to_lowercase();
+            let ip = i.addrs.iter().find_map(|a| a.addr.parse().ok())?;
+            Some((mac, ip))
+        })
+        .collect()
+}
+
 /// Static DHCP leases of a network XML: MAC to address.
 fn static_leases(xml: &str) -> BTreeMap<String, Ipv4Addr> {
     let Ok(doc) = roxmltree::Document::parse(xml) else {
@@ -261,13 +275,22 @@ impl Backend for LibvirtBackend {
                 });
             }
             for (d, owner, xml) in domains.into_iter().filter(|(_, o, _)| o.lab == lab) {
-                let networks = interfaces(&xml)
+                let nics = interfaces(&xml);
+                let state = run_state(&d);
+                // Addresses handed out by DHCP are not in the network XML:
+                // ask dnsmasq's leases, only for running VMs that need it.
+                let dynamic = if state == RunState::Running
+                    && nics.iter().any(|(_, mac)| !leases.contains_key(mac))
+                {
+                    dhcp_addresses(&d)
+                } else {
+                    BTreeMap::new()
+                };
+                let networks = nics
                     .into_iter()
                     .map(|(net, mac)| {
-                        (
-                            logical.get(&net).cloned().unwrap_or(net),
-                            leases.get(&mac).copied(),
-                        )
+                        let ip = leases.get(&mac).or_else(|| dynamic.get(&mac)).copied();
+                        (logical.get(&net).cloned().unwrap_or(net), ip)
                     })
                     .collect();
                 observed.nodes.push(ObservedNode {
@@ -275,7 +298,7 @@ impl Backend for LibvirtBackend {
                     name: owner.name,
                     kind: NodeKind::Vm,
                     spec_hash: owner.spec_hash,
-                    state: run_state(&d),
+                    state,
                     networks,
                     image: None,
                 });
