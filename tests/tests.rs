@@ -1,7 +1,9 @@
 //! The integration test binary: one module per area, linked once.
 //!
 //! `apply`, `drift`, `failures` and `lifecycle` drive the `benchscale`
-//! binary against the real Docker engine through `lab::TestLab`.
+//! binary against the real Docker engine through `lab::TestLab`;
+//! `vm` and `vm_drift` against the real libvirtd and QEMU through
+//! `vmlab::VmLab`.
 
 mod apply;
 mod cli;
@@ -13,3 +15,6 @@ mod lab;
 mod lifecycle;
 mod ssh;
 mod util;
+mod vm;
+mod vm_drift;
+mod vmlab;

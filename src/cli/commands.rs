@@ -130,7 +130,7 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
     EXIT_OK
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub(super) fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

@@ -133,9 +133,9 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                                 println!("lab {lab}: nothing to remove");
                             } else {
                                 println!(
-                                    "lab {lab}: removed {} nodes and {} networks",
-                                    r.nodes.len(),
-                                    r.networks.len()
+                                    "lab {lab}: removed {} and {}",
+                                    super::commands::plural(r.nodes.len(), "node"),
+                                    super::commands::plural(r.networks.len(), "network")
                                 );
                             }
                             for e in &r.errors {
@@ -323,8 +323,9 @@ async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputF
                 println!("lab {}: no changes ({secs:.1}s)", report.plan.lab);
             } else {
                 println!(
-                    "lab {}: applied {} changes in {secs:.1}s",
-                    report.plan.lab, outcome.changes
+                    "lab {}: applied {} in {secs:.1}s",
+                    report.plan.lab,
+                    super::commands::plural(outcome.changes, "change")
                 );
             }
         } else {

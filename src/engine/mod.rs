@@ -43,9 +43,9 @@ pub enum EngineError {
     /// Images a node needs are missing; nothing was created.
     #[error("{0}")]
     #[diagnostic(
-        code(benchscale::docker::image_missing),
+        code(benchscale::engine::image_missing),
         help(
-            "build or load the images first (scripts/build-images.sh builds benchscale/busybox:latest), or fix the names; nothing was created"
+            "build or load the images first (scripts/build-images.sh builds the container image benchscale/busybox:latest, scripts/build-vm-images.sh the VM guests), or fix the names; nothing was created"
         )
     )]
     ImagesMissing(String),
