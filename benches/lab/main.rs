@@ -12,7 +12,8 @@
 //! It writes `BENCHMARKS.md` and `docs/bench/apply-vs-size.svg` (overwritten
 //! each run). Variables for shorter runs; the defaults are the full set:
 //!
-//! - `BENCH_SIZES=10,30,100,200`: container lab sizes (4 networks).
+//! - `BENCH_SIZES=10,30,100,200`: container lab sizes (4 networks); `0`
+//!   skips them, as it does in the other lists.
 //! - `BENCH_RUNS=3`: runs of each measurement (median, min–max).
 //! - `BENCH_VMS=1,4`: tiny guest counts; `0` skips VMs.
 //! - `BENCH_OFFLINE=100,1000,10000`: nodes of the offline validate + plan.
