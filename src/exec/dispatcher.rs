@@ -220,8 +220,7 @@ pub async fn apply<B: Backend>(
 
 fn result_changes(plan: &Plan, name: &str) -> usize {
     match plan.node(name).map(|c| c.action) {
-        Some(Action::Create | Action::Start) => 1,
-        Some(Action::Replace) => 1,
+        Some(Action::Create | Action::Start | Action::Replace) => 1,
         _ => 0,
     }
 }

@@ -74,7 +74,7 @@ pub fn resolve(
         }
     }
     let networks = networks::resolve(&raw.networks, &mut ctx);
-    let nodes = nodes::resolve(&raw, &networks, base_dir, &mut ctx);
+    let nodes = nodes::resolve(&raw, base_dir, &mut ctx);
     let mut sources = HashMap::new();
     let nodes: IndexMap<_, _> = nodes
         .into_iter()

@@ -12,8 +12,8 @@ use super::references::{Facts, References};
 use crate::diagnostics::Diagnostic;
 use crate::topology::duration;
 use crate::topology::model::{
-    Action, Attachment, Boot, Command, Condition, ContainerSpec, HealthCheck, Network, Node,
-    NodeKind, NodeSpec, Probe, Step, VmSpec,
+    Action, Attachment, Boot, Command, Condition, ContainerSpec, HealthCheck, Node, NodeKind,
+    NodeSpec, Probe, Step, VmSpec,
 };
 use crate::topology::raw::{
     RawAttachments, RawCondition, RawDependsOn, RawDuration, RawHealth, RawKind, RawNode, RawRun,
@@ -29,14 +29,13 @@ pub(super) type Resolved = (Node, Vec<(String, String)>);
 
 pub(super) fn resolve(
     raw: &RawTopology,
-    networks: &IndexMap<String, Network>,
     base_dir: &Path,
     ctx: &mut Ctx<'_>,
 ) -> IndexMap<String, Resolved> {
     let facts = Facts::collect(raw);
     let mut out = IndexMap::new();
     for (name, node) in &raw.nodes {
-        let resolved = resolve_node(raw, name, node, networks, &facts, base_dir, ctx);
+        let resolved = resolve_node(raw, name, node, &facts, base_dir, ctx);
         out.insert(name.clone(), resolved);
     }
     out
@@ -95,7 +94,6 @@ fn resolve_node(
     raw: &RawTopology,
     name: &str,
     node: &RawNode,
-    networks: &IndexMap<String, Network>,
     facts: &Facts,
     base_dir: &Path,
     ctx: &mut Ctx<'_>,
@@ -175,7 +173,7 @@ fn resolve_node(
     });
 
     let attachments = resolve_attachments(raw, name, node, ctx);
-    let mut refs = References::new(name, facts, &attachments);
+    let mut refs = References::new(name, facts);
 
     if let NodeSpec::Container(spec) = &spec {
         for (i, arg) in spec.command.iter().flatten().enumerate() {
@@ -195,9 +193,7 @@ fn resolve_node(
         .health
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| {
-            resolve_health(name, kind, i, h, &attachments, networks, &mut refs, ctx)
-        })
+        .filter_map(|(i, h)| resolve_health(name, kind, i, h, &attachments, &mut refs, ctx))
         .collect();
     // A VM without conditions is healthy once it has booted: a login prompt
     // or cloud-init's final message on the serial console.
@@ -476,7 +472,6 @@ fn resolve_health(
     index: usize,
     raw: &RawHealth,
     attachments: &[Attachment],
-    networks: &IndexMap<String, Network>,
     refs: &mut References<'_>,
     ctx: &mut Ctx<'_>,
 ) -> Option<HealthCheck> {
@@ -541,7 +536,6 @@ fn resolve_health(
             } else {
                 field("tcp")
             };
-            let _ = networks;
             ctx.at_value(
                 &target,
                 Diagnostic::new("benchscale::reference::unknown_network", message)

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 
 use super::Ctx;
 use crate::diagnostics::Diagnostic;
-use crate::topology::model::{Attachment, Condition};
+use crate::topology::model::Condition;
 use crate::topology::raw::{RawAttachments, RawTopology};
 use crate::topology::schema::suggest;
 use crate::topology::template::{self, Reference};
@@ -43,7 +43,7 @@ pub(crate) struct References<'a> {
 }
 
 impl<'a> References<'a> {
-    pub fn new(node: &'a str, facts: &'a Facts, _attachments: &[Attachment]) -> Self {
+    pub fn new(node: &'a str, facts: &'a Facts) -> Self {
         Self {
             node,
             facts,
