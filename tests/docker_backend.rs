@@ -321,6 +321,45 @@ async fn a_missing_network_or_image_leaves_no_container() {
     assert!(docker.observe(lab).await.expect("observe").nodes.is_empty());
 }
 
+/// A network `observe` listed is trusted by `create` without a round trip;
+/// removed by hand after that, it makes `start` fail, and the error names it.
+#[tokio::test]
+async fn a_network_removed_after_observe_fails_the_start_naming_it() {
+    let lab = "bt-netgone";
+    let _guard = LabGuard::new(lab);
+    let docker = backend().await;
+    let lan = docker
+        .create_network(lab, &network("lan", 7, true), "h")
+        .await
+        .expect("lan");
+    let observed = docker.observe(lab).await.expect("observe");
+    assert_eq!(observed.networks.len(), 1);
+    let removed = Command::new("docker")
+        .args(["network", "rm", &lan])
+        .output()
+        .expect("docker network rm");
+    assert!(removed.status.success(), "{removed:?}");
+
+    let networks = vec![("lan".to_owned(), lan.clone(), None)];
+    let id = docker
+        .create(&request(lab, "web", &["sleep", "3600"], networks))
+        .await
+        .expect("create trusts the observed network");
+    let err = docker.start(&id).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&lan[..12]) || text.contains("lan"), "{text}");
+    docker.delete(&id).await.expect("delete");
+
+    // Observed again, the network is no longer trusted: create checks it.
+    docker.observe(lab).await.expect("observe");
+    let networks = vec![("lan".to_owned(), lan, None)];
+    let err = docker
+        .create(&request(lab, "web", &["sleep", "3600"], networks))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::NotFound { .. }), "{err:?}");
+}
+
 #[tokio::test]
 async fn exec_collects_output_and_exit_codes() {
     let lab = "bt-exec";

@@ -72,57 +72,73 @@ pub async fn apply<B: Backend>(
         }
     }
 
-    // 2. Networks: remove the old, create the new.
+    // 2. Networks: remove the old, then create the new, each side all at
+    // once (networks do not depend on one another).
     let mut network_ids: HashMap<String, String> = observed
         .networks
         .iter()
         .map(|n| (n.name.clone(), n.id.clone()))
         .collect();
     if outcome.errors.is_empty() {
+        let mut removals = JoinSet::new();
         for change in &plan.networks {
             if matches!(change.action, Action::Delete | Action::Replace)
                 && !options.cancel.is_cancelled()
-                && let Some(id) = &change.id
+                && let Some(id) = change.id.clone()
             {
-                match backend.remove_network(id).await {
-                    Ok(()) => {
-                        outcome.changes += 1;
-                        if network_ids.get(&change.name) == Some(id) {
-                            network_ids.remove(&change.name);
-                        }
-                        events.send(Event::NetworkRemoved {
-                            name: change.name.clone(),
-                        });
-                    }
-                    Err(e) => outcome
-                        .errors
-                        .push(format!("removing network {}: {e}", change.name)),
-                }
+                let (backend, permits) = (backend.clone(), semaphore.clone());
+                let name = change.name.clone();
+                removals.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result = backend.remove_network(&id).await;
+                    (name, id, result)
+                });
             }
         }
+        while let Some(joined) = removals.join_next().await {
+            match joined {
+                Ok((name, id, Ok(()))) => {
+                    outcome.changes += 1;
+                    if network_ids.get(&name) == Some(&id) {
+                        network_ids.remove(&name);
+                    }
+                    events.send(Event::NetworkRemoved { name });
+                }
+                Ok((name, _, Err(e))) => {
+                    outcome.errors.push(format!("removing network {name}: {e}"))
+                }
+                Err(e) => outcome.errors.push(format!("network task failed: {e}")),
+            }
+        }
+        let mut creations = JoinSet::new();
         for change in &plan.networks {
             if !matches!(change.action, Action::Create | Action::Replace)
                 || options.cancel.is_cancelled()
             {
                 continue;
             }
-            let Some(network) = topology.networks.get(&change.name) else {
+            let Some(network) = topology.networks.get(&change.name).cloned() else {
                 continue;
             };
-            match backend
-                .create_network(&topology.name, network, &network_hash(network))
-                .await
-            {
-                Ok(id) => {
+            let (backend, permits) = (backend.clone(), semaphore.clone());
+            let lab = topology.name.clone();
+            creations.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = backend
+                    .create_network(&lab, &network, &network_hash(&network))
+                    .await;
+                (network.name, result)
+            });
+        }
+        while let Some(joined) = creations.join_next().await {
+            match joined {
+                Ok((name, Ok(id))) => {
                     outcome.changes += 1;
-                    network_ids.insert(change.name.clone(), id);
-                    events.send(Event::NetworkCreated {
-                        name: change.name.clone(),
-                    });
+                    events.send(Event::NetworkCreated { name: name.clone() });
+                    network_ids.insert(name, id);
                 }
-                Err(e) => outcome
-                    .errors
-                    .push(format!("creating network {}: {e}", change.name)),
+                Ok((name, Err(e))) => outcome.errors.push(format!("creating network {name}: {e}")),
+                Err(e) => outcome.errors.push(format!("network task failed: {e}")),
             }
         }
     }

@@ -131,8 +131,13 @@ impl DockerBackend {
         };
         // The engine resolves a container's networks only when it starts:
         // given at create or connected before the start, an unknown network
-        // is kept as a bare name until then. Catch a missing one here.
+        // is kept as a bare name until then. Catch a missing one here; a
+        // network listed by `observe` or made since needs no round trip (one
+        // removed by hand in between makes `start` fail instead, naming it).
         for (logical, id, _) in &request.networks {
+            if self.is_known_network(&request.lab, id) {
+                continue;
+            }
             if let Err(e) = self.docker.inspect_network(id, None).await {
                 return Err(self.fail(
                     &operation,
@@ -140,6 +145,7 @@ impl DockerBackend {
                     e,
                 ));
             }
+            self.add_known_network(&request.lab, id);
         }
 
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
@@ -195,10 +201,22 @@ impl DockerBackend {
     /// [`BackendError::NotFound`] when it is gone; [`BackendError::Api`] when
     /// its process cannot start (missing command, address taken).
     pub(super) async fn start_container(&self, id: &str) -> Result<(), BackendError> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|e| self.container_error("start", id, e))
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // The engine answers 404 also when the container is there but
+            // one of its networks is not; its message names the network.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("network") => Err(BackendError::NotFound {
+                what: format!(
+                    "a network of container {} (the engine says: {})",
+                    short_id(id),
+                    message.trim()
+                ),
+            }),
+            Err(e) => Err(self.container_error("start", id, e)),
+        }
     }
 
     /// Stops a container: SIGTERM, then SIGKILL after two seconds. Success

@@ -18,8 +18,10 @@ mod exec;
 mod networks;
 mod observe;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
@@ -41,6 +43,10 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 pub struct DockerBackend {
     docker: Docker,
     endpoint: String,
+    /// Per lab, the ids of its networks seen by the last `observe` or made
+    /// since: `create` checks that a container's networks exist, and only
+    /// these need no round trip for it.
+    known_networks: Arc<Mutex<HashMap<String, HashSet<String>>>>,
 }
 
 impl DockerBackend {
@@ -86,7 +92,11 @@ impl DockerBackend {
         };
 
         let docker = open(docker_host, &chosen).map_err(|e| unreachable(error_chain(&e)))?;
-        let backend = DockerBackend { docker, endpoint };
+        let backend = DockerBackend {
+            docker,
+            endpoint,
+            known_networks: Arc::default(),
+        };
         answer_within(&backend.endpoint, backend.docker.ping()).await?;
         tracing::debug!(endpoint = %backend.endpoint, api = %chosen, "connected to Docker");
         Ok(backend)

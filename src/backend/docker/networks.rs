@@ -1,7 +1,8 @@
 //! Networks: creating and removing them, the ownership labels they carry, and
 //! the way back from a real network to the logical name the file uses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use bollard::models::{Ipam, IpamConfig, Network as DockerNetwork, NetworkCreateRequest};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
@@ -10,6 +11,11 @@ use super::DockerBackend;
 use super::error::short_id;
 use crate::backend::{BackendError, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name};
 use crate::topology::model::Network;
+
+/// How often, and how far apart, removing a network is retried while the
+/// engine still counts an endpoint of a container just removed.
+const ENDPOINT_RETRIES: u32 = 10;
+const ENDPOINT_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// A list filter that keeps resources labelled as owned by `lab`.
 pub(super) fn lab_filter(lab: &str) -> HashMap<String, Vec<String>> {
@@ -154,7 +160,30 @@ impl DockerBackend {
         if !created.warning.is_empty() {
             tracing::warn!(network = %name, warning = %created.warning, "Docker warned");
         }
+        self.add_known_network(lab, &created.id);
         Ok(created.id)
+    }
+
+    /// Replaces what is known of `lab`'s networks with what `observe` saw.
+    pub(super) fn set_known_networks(&self, lab: &str, ids: HashSet<String>) {
+        if let Ok(mut known) = self.known_networks.lock() {
+            known.insert(lab.to_owned(), ids);
+        }
+    }
+
+    pub(super) fn add_known_network(&self, lab: &str, id: &str) {
+        if let Ok(mut known) = self.known_networks.lock() {
+            known
+                .entry(lab.to_owned())
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+
+    pub(super) fn is_known_network(&self, lab: &str, id: &str) -> bool {
+        self.known_networks
+            .lock()
+            .is_ok_and(|known| known.get(lab).is_some_and(|ids| ids.contains(id)))
     }
 
     /// Removes a network by id or name; success when it is already gone.
@@ -163,14 +192,36 @@ impl DockerBackend {
     ///
     /// [`BackendError::Api`] when containers are still attached to it.
     pub(super) async fn drop_network(&self, id: &str) -> Result<(), BackendError> {
-        match self.docker.remove_network(id).await {
-            Ok(()) => Ok(()),
-            Err(e) if super::error::is_not_found(&e) => Ok(()),
-            Err(e) => {
-                let id = short_id(id);
-                Err(self.fail(format!("remove network {id}"), format!("network {id}"), e))
+        let mut attempt = 0;
+        loop {
+            match self.docker.remove_network(id).await {
+                Ok(()) => break,
+                Err(e) if super::error::is_not_found(&e) => break,
+                // Just after its last container is removed, the engine may
+                // still count that container's endpoint for a moment
+                // (moby#42119): try again briefly before calling it attached.
+                Err(e)
+                    if attempt < ENDPOINT_RETRIES && e.to_string().contains("active endpoints") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(ENDPOINT_RETRY_PAUSE).await;
+                }
+                Err(e) => {
+                    let id = short_id(id);
+                    return Err(self.fail(
+                        format!("remove network {id}"),
+                        format!("network {id}"),
+                        e,
+                    ));
+                }
             }
         }
+        if let Ok(mut known) = self.known_networks.lock() {
+            for ids in known.values_mut() {
+                ids.remove(id);
+            }
+        }
+        Ok(())
     }
 }
 

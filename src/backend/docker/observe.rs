@@ -48,6 +48,7 @@ impl DockerBackend {
             self.list_networks(&filters)
         )?;
         let lab_networks = LabNetworks::new(&networks);
+        self.set_known_networks(lab, networks.iter().filter_map(|n| n.id.clone()).collect());
 
         let mut observed_networks: Vec<ObservedNetwork> = networks
             .iter()
