@@ -83,6 +83,7 @@ fn network(name: &str, octet: u8, nat: bool) -> Network {
         gateway: Ipv4Addr::new(10, 241, octet, 1),
         nat,
         dhcp: false,
+        reservations: Vec::new(),
     }
 }
 

@@ -15,7 +15,8 @@
 //! placeholders, which [`TestLab::new`] fills in. A slot or name used by two
 //! live labs at once fails the test that comes second.
 //!
-//! Slots in use: apply 1-4, drift 10-19, lifecycle 20-39, failures 40-49.
+//! Slots in use: apply 1-4, drift 10-19, lifecycle 20-39, failures 40-44,
+//! health 45.
 //!
 //! These tests never skip: without a reachable engine and the test image
 //! they fail, saying what to run.

@@ -11,6 +11,7 @@ mod docker_backend;
 mod drift;
 mod failures;
 mod fixtures;
+mod health;
 mod lab;
 mod lifecycle;
 mod ssh;

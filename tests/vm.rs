@@ -116,6 +116,12 @@ fn debian_vms_static_and_dhcp_exec_outputs_and_pinned_host_keys() {
         assert_eq!(s["state"], "running", "{s:#}");
         assert_eq!(s["health"], "Healthy", "{s:#}");
     }
+    // Judged now (console, SSH and whatever else the file asks), too.
+    let checked = lab.checked();
+    for node in checked["nodes"].as_array().expect("nodes") {
+        assert_eq!(node["health"], "Healthy", "{checked:#}");
+        assert!(node.get("problems").is_none(), "{checked:#}");
+    }
     assert_eq!(address(&status, "a"), format!("10.237.{n}.10"));
     assert_eq!(address(&status, "b"), format!("10.237.{n}.11"));
     let c_ip = address(&status, "c");
@@ -271,6 +277,16 @@ fn a_guest_that_panics_is_unhealthy_at_once_with_the_console_lines() {
     assert_says(&run, "console /login:/", "the condition is named");
     let p = lab.node_status("p");
     assert_eq!(p["health"], "Unhealthy", "{p:#}");
+
+    // Judged now, it is unhealthy too, and says why.
+    let checked = lab.checked();
+    let p = &checked["nodes"][0];
+    assert_eq!(p["health"], "Unhealthy", "{checked:#}");
+    let problems = p["problems"].to_string();
+    assert!(
+        problems.contains("Kernel panic") || problems.contains("the node is"),
+        "{checked:#}"
+    );
 }
 
 /// The lab's files and resources must not exist: nothing was made.

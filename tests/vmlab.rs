@@ -257,7 +257,20 @@ impl VmLab {
     /// `status LAB -o json`: the lab's object.
     #[track_caller]
     pub fn status(&self) -> Value {
-        let run = self.run(&["status", &self.name, "-o", "json"]);
+        self.status_with(&[])
+    }
+
+    /// `status LAB --check -o json`: the lab's object, health judged now.
+    #[track_caller]
+    pub fn checked(&self) -> Value {
+        self.status_with(&["--check"])
+    }
+
+    #[track_caller]
+    fn status_with(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["status", self.name.as_str(), "-o", "json"];
+        args.extend_from_slice(extra);
+        let run = self.run(&args);
         run.expect_code(0, "status");
         let all: Value = serde_json::from_str(&run.stdout)
             .unwrap_or_else(|e| panic!("status is not JSON ({e}): {}", run.stdout));

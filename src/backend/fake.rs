@@ -23,6 +23,7 @@ pub struct FakeNode {
     pub spec_hash: String,
     pub state: RunState,
     pub networks: BTreeMap<String, Option<Ipv4Addr>>,
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +198,7 @@ impl Backend for FakeBackend {
                     name: request.node.clone(),
                     spec_hash: request.spec_hash.clone(),
                     state: RunState::Stopped,
+                    started_at: None,
                     networks: request
                         .networks
                         .iter()
@@ -219,6 +221,7 @@ impl Backend for FakeBackend {
         self.with(|s| match s.nodes.get_mut(id) {
             Some(n) => {
                 n.state = RunState::Running;
+                n.started_at = Some(std::time::SystemTime::now());
                 let name = n.name.clone();
                 s.calls.push(format!("start {name}"));
                 Ok(())
@@ -259,6 +262,7 @@ impl Backend for FakeBackend {
                     .collect(),
                 docker_health: None,
                 exit_code: None,
+                started_at: n.started_at,
             }),
             None => Err(BackendError::NotFound { what: id.into() }),
         })

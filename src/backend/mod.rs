@@ -124,6 +124,8 @@ pub struct NodeStatus {
     pub docker_health: Option<String>,
     /// Exit code when the node has stopped.
     pub exit_code: Option<i64>,
+    /// When a running node was last started, if the backend knows.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 /// The result of a command run in a node.

@@ -96,6 +96,10 @@ pub enum Command {
     Status {
         #[arg(value_name = "LAB")]
         lab: Option<String>,
+        /// Judge health now: try each health condition of the topology file
+        /// the last apply used once, instead of showing what that apply saw.
+        #[arg(long)]
+        check: bool,
         #[arg(short = 'o', long = "output", value_enum, default_value_t)]
         output: OutputFormat,
     },

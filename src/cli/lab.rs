@@ -152,7 +152,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 Err(e) => report(e),
             }
         }
-        Command::Status { lab, output } => {
+        Command::Status { lab, check, output } => {
             let required = lab
                 .as_deref()
                 .map(|l| Engine::recorded_kinds(config, l))
@@ -171,7 +171,12 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             let mut all = Vec::new();
             for lab in labs {
                 match engine.status(&lab).await {
-                    Ok(s) => all.push(s),
+                    Ok(mut s) => {
+                        if check && let Err(code) = check_now(&engine, &mut s).await {
+                            return code;
+                        }
+                        all.push(s);
+                    }
                     Err(e) => return report(e),
                 }
             }
@@ -383,6 +388,26 @@ fn print_plan(plan: &Plan) {
     );
 }
 
+/// Health judged now, from the topology file the last apply recorded.
+async fn check_now(engine: &Engine<Router>, status: &mut LabStatus) -> Result<(), u8> {
+    let Some(path) = status.topology_path.clone() else {
+        eprintln!(
+            "error: lab {} has no recorded topology file, so its health conditions are unknown\n  help: apply the lab's file first, or run status without --check",
+            status.lab
+        );
+        return Err(EXIT_ERROR);
+    };
+    let topology = load(Path::new(&path))?;
+    if topology.name != status.lab {
+        eprintln!(
+            "error: {path} now describes lab {}, not {}\n  help: run status without --check, or apply the file again",
+            topology.name, status.lab
+        );
+        return Err(EXIT_ERROR);
+    }
+    engine.check_status(status, &topology).await.map_err(report)
+}
+
 fn print_status(s: &LabStatus) {
     println!(
         "lab {}{}",
@@ -412,5 +437,11 @@ fn print_status(s: &LabStatus) {
             addresses.join(" "),
             outputs.join(" ")
         );
+        for problem in &n.problems {
+            for (i, line) in problem.lines().enumerate() {
+                let lead = if i == 0 { "-" } else { " " };
+                println!("      {lead} {line}");
+            }
+        }
     }
 }

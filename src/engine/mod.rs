@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use status::{LabStatus, LabSummary, NodeStatusReport};
+pub use status::{LabStatus, LabSummary, NodeHealth, NodeStatusReport};
 
 use crate::backend::docker::DockerBackend;
 use crate::backend::libvirt::{LibvirtBackend, Settings};
@@ -565,3 +565,6 @@ fn record_node(
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

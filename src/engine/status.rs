@@ -7,7 +7,11 @@ use serde::Serialize;
 
 use super::{Engine, EngineError};
 use crate::backend::{Backend, RunState};
+use crate::exec::health::{ConditionCheck, Health, Target, check_once};
+use crate::exec::substitute::Values;
 use crate::registry::LabRecord;
+use crate::topology::Topology;
+use crate::topology::model::NodeKind;
 
 /// One node as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,6 +24,10 @@ pub struct NodeStatusReport {
     /// Healthy, Booting, Unhealthy or Unknown.
     pub health: String,
     pub outputs: BTreeMap<String, String>,
+    /// With health judged now: why the node is not healthy (each failing
+    /// condition, or its state or console).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// A lab as `status` shows it.
@@ -30,6 +38,17 @@ pub struct LabStatus {
     pub networks: Vec<String>,
     pub nodes: Vec<NodeStatusReport>,
     pub last_apply: Option<String>,
+}
+
+/// One node's health, judged now by [`Engine::check_health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeHealth {
+    pub name: String,
+    pub health: Health,
+    /// Each condition tried once, in the file's order.
+    pub conditions: Vec<ConditionCheck>,
+    /// Why the node is unhealthy or unknown when no condition says it.
+    pub detail: Option<String>,
 }
 
 /// A lab as `list` shows it.
@@ -101,6 +120,7 @@ impl<B: Backend> Engine<B> {
                     addresses,
                     health,
                     outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
+                    problems: Vec::new(),
                 }
             })
             .collect();
@@ -118,6 +138,115 @@ impl<B: Backend> Engine<B> {
             nodes,
             last_apply,
         })
+    }
+
+    /// Checks one node's health now: each of its health conditions (from
+    /// `topology`, as the file says them) is tried once, without waiting,
+    /// and a VM's console is read for fatal errors. A failing node is
+    /// `Booting` while it is younger than its conditions' time,
+    /// `Unhealthy` after; a node that does not exist is `Unknown`.
+    ///
+    /// # Errors
+    ///
+    /// The topology has no node `node`, or the backend fails.
+    pub async fn check_health(
+        &self,
+        topology: &Topology,
+        node: &str,
+    ) -> Result<NodeHealth, EngineError> {
+        let spec = topology
+            .nodes
+            .get(node)
+            .ok_or_else(|| EngineError::NotFound {
+                what: format!("node `{node}` in {}", topology.source.display()),
+            })?;
+        let unknown = |detail: &str| NodeHealth {
+            name: node.to_string(),
+            health: Health::Unknown,
+            conditions: Vec::new(),
+            detail: Some(detail.to_string()),
+        };
+        let observed = self.backend.observe(&topology.name).await?;
+        let Some(found) = observed.nodes.iter().find(|n| n.name == node) else {
+            return Ok(unknown("the node does not exist (apply creates it)"));
+        };
+        let status = match self.backend.status(&found.id).await {
+            Ok(status) => status,
+            Err(crate::backend::BackendError::NotFound { .. }) => {
+                return Ok(unknown("the node was removed while it was checked"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let lab = topology.name.clone();
+        let record = self.blocking(move |r| r.load(&lab)).await?;
+        let values = Values {
+            lab: topology.name.clone(),
+            outputs: record
+                .map(|r| r.nodes.into_iter().map(|(k, v)| (k, v.outputs)).collect())
+                .unwrap_or_default(),
+            addresses: observed
+                .nodes
+                .iter()
+                .map(|n| {
+                    let ips = n
+                        .networks
+                        .iter()
+                        .filter_map(|(k, v)| v.map(|ip| (k.clone(), ip)));
+                    (n.name.clone(), ips.collect())
+                })
+                .collect(),
+        };
+        let permits = tokio::sync::Semaphore::new(1);
+        let target = Target {
+            id: &found.id,
+            addresses: &status.addresses,
+            values: &values,
+            primary: spec.networks.first().map(|a| a.network.as_str()),
+            permits: &permits,
+            console: spec.kind == NodeKind::Vm,
+        };
+        let (health, conditions, detail) =
+            check_once(&*self.backend, &target, &spec.health, &status).await;
+        Ok(NodeHealth {
+            name: node.to_string(),
+            health,
+            conditions,
+            detail,
+        })
+    }
+
+    /// Replaces the recorded health in `status` by health judged now
+    /// ([`Engine::check_health`]) for every node that `topology` has, all
+    /// nodes at once.
+    ///
+    /// # Errors
+    ///
+    /// The backend fails.
+    pub async fn check_status(
+        &self,
+        status: &mut LabStatus,
+        topology: &Topology,
+    ) -> Result<(), EngineError> {
+        let checks = status
+            .nodes
+            .iter()
+            .filter(|n| topology.nodes.contains_key(&n.name))
+            .map(|n| self.check_health(topology, &n.name));
+        let results = futures_util::future::join_all(checks).await;
+        for result in results {
+            let judged = result?;
+            let Some(node) = status.nodes.iter_mut().find(|n| n.name == judged.name) else {
+                continue;
+            };
+            node.health = judged.health.to_string();
+            node.problems = judged
+                .conditions
+                .iter()
+                .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.condition)))
+                .chain(judged.detail)
+                .collect();
+        }
+        Ok(())
     }
 
     /// Every lab that owns resources or has a record.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -183,6 +184,120 @@ async fn http_status(ip: Ipv4Addr, port: u16, path: &str) -> Result<u16, String>
         .ok_or_else(|| format!("{what}: not an HTTP response"))
 }
 
+/// A node's health, as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Health {
+    /// Every condition passes.
+    Healthy,
+    /// A condition does not pass yet, but the node started less than its
+    /// conditions' `start_period + timeout` ago.
+    Booting,
+    /// The node is not running, the console shows a fatal error, or a
+    /// condition still fails after its time.
+    Unhealthy,
+    /// Not known: the node does not exist, or its start time is unknown.
+    Unknown,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "Healthy",
+            Health::Booting => "Booting",
+            Health::Unhealthy => "Unhealthy",
+            Health::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One condition tried once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConditionCheck {
+    /// The condition, as [`describe`] puts it.
+    pub condition: String,
+    /// Why it did not pass; `None` when it passed.
+    pub error: Option<String>,
+}
+
+/// A node's health judged now: each condition tried once, no waiting.
+///
+/// `status` is the node's state as the backend just reported it; a node
+/// that is running but failing is `Booting` while it is younger than the
+/// sum of its conditions' `start_period + timeout`, `Unhealthy` after.
+/// Returns the health, each condition's result, and what explains an
+/// unhealthy node (its state or console lines).
+pub async fn check_once<B: Backend>(
+    backend: &B,
+    target: &Target<'_>,
+    checks: &[HealthCheck],
+    status: &crate::backend::NodeStatus,
+) -> (Health, Vec<ConditionCheck>, Option<String>) {
+    if status.state != RunState::Running {
+        let state = match &status.state {
+            RunState::Broken(s) => s.clone(),
+            _ => "stopped".to_string(),
+        };
+        return (
+            Health::Unhealthy,
+            Vec::new(),
+            Some(format!("the node is {state}")),
+        );
+    }
+    if target.console
+        && let Ok(log) = backend.logs(target.id, Some(200)).await
+        && let Some(lines) = fatal_lines(&log)
+    {
+        let detail = format!("the console shows a fatal error:\n{lines}");
+        return (Health::Unhealthy, Vec::new(), Some(detail));
+    }
+    let mut results = Vec::new();
+    for check in checks {
+        let pattern = match &check.probe {
+            Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
+            _ => None,
+        };
+        let error = probe_once(backend, target, check, pattern.as_ref())
+            .await
+            .err();
+        results.push(ConditionCheck {
+            condition: describe(check),
+            error,
+        });
+    }
+    if results.iter().all(|r| r.error.is_none()) {
+        return (Health::Healthy, results, None);
+    }
+    let budget: Duration = checks.iter().map(|c| c.start_period + c.timeout).sum();
+    let age = status
+        .started_at
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok());
+    let health = match age {
+        Some(age) if age < budget => Health::Booting,
+        Some(_) => Health::Unhealthy,
+        None => Health::Unknown,
+    };
+    (health, results, None)
+}
+
+/// How often the log is read for a console condition: it only reads what
+/// the node already wrote, so it watches the log closely instead of
+/// waiting a whole `interval` after the line appeared.
+const CONSOLE_WATCH: Duration = Duration::from_millis(100);
+
+/// The pause between two tries of a condition.
+fn pause(check: &HealthCheck) -> Duration {
+    match check.probe {
+        Probe::Console { .. } => check.interval.min(CONSOLE_WATCH),
+        _ => check.interval,
+    }
+}
+
 /// The last `n` lines of a text.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -254,7 +369,7 @@ pub async fn wait_healthy<B: Backend>(
             }
             tokio::select! {
                 () = cancel.cancelled() => return Ok(false),
-                () = tokio::time::sleep(check.interval) => {}
+                () = tokio::time::sleep(pause(check)) => {}
             }
         }
     }

@@ -37,6 +37,12 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub nat: bool,
     pub dhcp: bool,
+    /// The static addresses of the VMs on it, as (node, address): a libvirt
+    /// network made in the same apply reserves them from the start, which
+    /// saves a live update per VM. Not part of the network's spec (a node
+    /// added later gets its reservation when it is created).
+    #[serde(skip)]
+    pub reservations: Vec<(String, Ipv4Addr)>,
 }
 
 /// The kind of a node.

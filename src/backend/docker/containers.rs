@@ -306,11 +306,19 @@ impl DockerBackend {
             "exited" | "dead" => state.exit_code,
             _ => None,
         };
+        let started_at = match run {
+            RunState::Running => state
+                .started_at
+                .as_deref()
+                .and_then(super::time::parse_rfc3339),
+            _ => None,
+        };
         Ok(NodeStatus {
             state: run,
             addresses,
             docker_health,
             exit_code,
+            started_at,
         })
     }
 

@@ -9,7 +9,8 @@
 //! - `observe.rs`: what a lab owns, found by its labels only;
 //! - `containers.rs`: the life cycle of one container;
 //! - `exec.rs`: commands in a container and its log;
-//! - `copy.rs`: copying a file into a container.
+//! - `copy.rs`: copying a file into a container;
+//! - `time.rs`: the engine's timestamps.
 
 mod containers;
 mod copy;
@@ -17,6 +18,7 @@ mod error;
 mod exec;
 mod networks;
 mod observe;
+mod time;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -76,30 +76,6 @@ fn update_hosts(
     )
 }
 
-/// KVM when it really runs a guest here, else software emulation. Some
-/// hosts have `/dev/kvm` whose guests abort at once (seen on our CI
-/// machines), so the only honest test is to start one: a transient,
-/// diskless domain with the host CPU, checked after a moment.
-pub fn detect_domain_type(conn: &Connect) -> &'static str {
-    if !Path::new("/dev/kvm").exists() {
-        return "qemu";
-    }
-    let name = format!("bs-kvm-probe-{}", std::process::id());
-    let probe = format!(
-        "<domain type='kvm'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><cpu mode='host-passthrough'/><devices><memballoon model='none'/></devices></domain>"
-    );
-    let Ok(domain) = conn.create_domain_xml(&probe, 0) else {
-        return "qemu";
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    let running = domain
-        .info()
-        .map(|i| i.state.to_raw() == sys::VIR_DOMAIN_RUNNING)
-        .unwrap_or(false);
-    let _ = domain.destroy();
-    if running { "kvm" } else { "qemu" }
-}
-
 /// Creates everything a VM needs and defines its domain.
 pub async fn create(
     backend: &LibvirtBackend,
@@ -203,11 +179,12 @@ fn create_blocking(
             gateway: if i == 0 { gateway } else { None },
             dns: gateway.into_iter().collect(),
         });
-        if let Some(ip) = ip {
+        // A network made in this apply reserved the address already.
+        if let Some(ip) = ip.filter(|ip| static_leases(&net_xml).get(&mac) != Some(ip)) {
             leases.push((
                 net,
                 format!("<host mac='{mac}' name='{}' ip='{ip}'/>", request.node),
-                *ip,
+                ip,
             ));
         }
     }
@@ -305,11 +282,17 @@ pub async fn status(backend: &LibvirtBackend, id: &str) -> Result<NodeStatus, Ba
                 addresses.insert(logical, ip);
             }
         }
+        let started_at = if state == RunState::Running {
+            xml::started_at(&xml)
+        } else {
+            None
+        };
         Ok(NodeStatus {
             state,
             addresses,
             docker_health: None,
             exit_code: None,
+            started_at,
         })
     })
     .await

@@ -7,6 +7,7 @@
 
 mod disks;
 mod guest;
+mod kvm;
 pub mod xml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,7 +144,9 @@ impl LibvirtBackend {
                     DomainType::Kvm => Ok("kvm"),
                     DomainType::Qemu => Ok("qemu"),
                     DomainType::Auto => {
-                        blocking(move || Ok(guest::detect_domain_type(&conn))).await
+                        let (uri, state_dir) =
+                            (self.settings.uri.clone(), self.settings.state_dir.clone());
+                        blocking(move || Ok(kvm::detect_domain_type(&conn, &uri, &state_dir))).await
                     }
                 }
             })
@@ -356,7 +359,11 @@ impl Backend for LibvirtBackend {
             gateway: network.gateway,
             nat: network.nat,
             dhcp: network.dhcp,
-            hosts: &[],
+            hosts: &network
+                .reservations
+                .iter()
+                .map(|(node, ip)| (xml::mac(lab, node, &network.name), node.clone(), *ip))
+                .collect::<Vec<_>>(),
         });
         blocking(move || {
             let net = conn
@@ -417,8 +424,21 @@ impl Backend for LibvirtBackend {
             let _ = std::fs::File::create(&log);
             domain
                 .create()
-                .map(|_| ())
-                .map_err(api(format!("start VM {}", domain_name(&id))))
+                .map_err(api(format!("start VM {}", domain_name(&id))))?;
+            // For health checks outside an apply: how long it has booted.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            if let Err(e) = domain.set_metadata(
+                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(&format!("<started at='{now}'/>")),
+                Some("bsboot"),
+                Some(xml::BOOT_NAMESPACE),
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            ) {
+                tracing::debug!(vm = %domain_name(&id), error = %e, "could not record the start time");
+            }
+            Ok(())
         })
         .await
     }

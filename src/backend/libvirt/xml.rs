@@ -14,6 +14,25 @@ use crate::topology::net::Ipv4Net;
 /// benchscale's XML namespace in libvirt metadata.
 pub const NAMESPACE: &str = "urn:benchscale:libvirt:1";
 
+/// The namespace of the live-only metadata a running domain gets at start:
+/// `<started at="MS"/>`, milliseconds since the Unix epoch. It goes with the
+/// boot, so a domain started by hand has none.
+pub const BOOT_NAMESPACE: &str = "urn:benchscale:libvirt:boot:1";
+
+/// The start time recorded in a live domain XML.
+pub fn started_at(xml: &str) -> Option<std::time::SystemTime> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let ms: u64 = doc
+        .descendants()
+        .find(|n| {
+            n.tag_name().name() == "started" && n.tag_name().namespace() == Some(BOOT_NAMESPACE)
+        })?
+        .attribute("at")?
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
 /// Escapes text for XML content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

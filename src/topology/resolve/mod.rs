@@ -94,6 +94,9 @@ pub fn resolve(
         for a in &node.networks {
             if let Some(net) = networks.get_mut(&a.network) {
                 net.kind = crate::topology::model::NodeKind::Vm;
+                if let Some(ip) = a.ip {
+                    net.reservations.push((node.name.clone(), ip));
+                }
             }
         }
     }
