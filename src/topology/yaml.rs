@@ -10,8 +10,10 @@
 //! strings. Merge keys (`<<: *base`), which docker compose users rely on, are
 //! supported; explicit keys win over merged ones.
 
-use std::collections::HashMap;
 use std::ops::Range;
+
+// A faster hash than SipHash for maps filled once per value (see spans.rs).
+use foldhash::{HashMap, HashMapExt};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
 use serde_json::{Map, Number, Value};
