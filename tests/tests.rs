@@ -1,6 +1,6 @@
 //! The integration test binary: one module per area, linked once.
 //!
-//! `apply`, `drift`, `failures` and `lifecycle` drive the `benchscale`
+//! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
 //! binary against the real Docker engine through `lab::TestLab`;
 //! `vm` and `vm_drift` against the real libvirtd and QEMU through
 //! `vmlab::VmLab`.

@@ -104,7 +104,11 @@ impl Ctx {
             .arg(file)
             .args(args)
             .current_dir(&self.scratch)
-            .env("COMPOSE_INTERACTIVE_NO_CLI", "1");
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+            // Unbounded, compose 1.29 stalls for good at around 100
+            // services (docker/compose#7486, #8161); bounded like
+            // benchscale's default parallelism.
+            .env("COMPOSE_PARALLEL_LIMIT", "8");
         if let Some(host) = host {
             cmd.env("DOCKER_HOST", host);
         } else {

@@ -164,6 +164,17 @@ pub enum BackendError {
         help("start libvirtd (scripts/setup-host.sh does), or point BENCHSCALE_LIBVIRT_URI at it")
     )]
     LibvirtUnreachable { uri: String, message: String },
+    /// A libvirt URI that names another machine.
+    #[error(
+        "libvirt at {uri} runs on another machine ({host}); benchscale keeps VM overlays, cloud-init seeds and console logs as files on this machine, so it needs libvirtd here"
+    )]
+    #[diagnostic(
+        code(benchscale::libvirt::remote),
+        help(
+            "run benchscale on {host}, or set BENCHSCALE_LIBVIRT_URI to a local daemon (qemu:///system); remote hosts are not supported yet"
+        )
+    )]
+    LibvirtRemote { uri: String, host: String },
     /// A VM's base image (or kernel or initrd) is not there.
     #[error("base image `{image}` not found (looked for {path})")]
     #[diagnostic(
@@ -246,6 +257,16 @@ pub trait Backend: Send + Sync + 'static {
         dest: &str,
         mode: Option<u32>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes a node whose networks are all removed right after, as
+    /// `destroy` does: the backend may skip tidying those networks (libvirt
+    /// drops a VM's DHCP reservations, one serialized network update each,
+    /// which removing the network makes moot). Defaults to `delete`.
+    fn delete_with_networks(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.delete(id)
+    }
     /// Removes files the backend keeps for a lab (keys, overlay folder),
     /// once the lab owns nothing any more.
     fn forget_lab(&self, _lab: &str) -> impl Future<Output = Result<(), BackendError>> + Send {

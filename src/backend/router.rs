@@ -137,6 +137,14 @@ impl Backend for Router {
         }
     }
 
+    async fn delete_with_networks(&self, id: &str) -> Result<(), BackendError> {
+        if Self::is_vm(id) {
+            self.libvirt()?.delete_with_networks(id).await
+        } else {
+            self.docker()?.delete_with_networks(id).await
+        }
+    }
+
     async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
         if Self::is_vm(id) {
             self.libvirt()?.status(id).await

@@ -397,7 +397,8 @@ impl<B: Backend> Engine<B> {
         for node in observed.nodes {
             let backend = self.backend.clone();
             removals.spawn(async move {
-                let result = backend.delete(&node.id).await;
+                // Every network of the lab goes next.
+                let result = backend.delete_with_networks(&node.id).await;
                 (node.name, result)
             });
         }
@@ -414,17 +415,24 @@ impl<B: Backend> Engine<B> {
                 Err(e) => report.errors.push(format!("removal task failed: {e}")),
             }
         }
+        let mut networks = tokio::task::JoinSet::new();
         for network in observed.networks {
-            match self.backend.remove_network(&network.id).await {
-                Ok(()) => {
-                    events.send(Event::NetworkRemoved {
-                        name: network.name.clone(),
-                    });
-                    report.networks.push(network.name);
+            let backend = self.backend.clone();
+            networks.spawn(async move {
+                let result = backend.remove_network(&network.id).await;
+                (network.name, result)
+            });
+        }
+        while let Some(joined) = networks.join_next().await {
+            match joined {
+                Ok((name, Ok(()))) => {
+                    events.send(Event::NetworkRemoved { name: name.clone() });
+                    report.networks.push(name);
                 }
+                Ok((name, Err(e))) => report.errors.push(format!("removing network {name}: {e}")),
                 Err(e) => report
                     .errors
-                    .push(format!("removing network {}: {e}", network.name)),
+                    .push(format!("network removal task failed: {e}")),
             }
         }
         report.nodes.sort();

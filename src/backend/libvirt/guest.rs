@@ -9,6 +9,7 @@ use std::time::Duration;
 use virt::connect::Connect;
 use virt::sys;
 
+use super::xml::Ownership;
 use super::{
     LabFiles, LibvirtBackend, blocking, disks, domain_name, domain_xml, interfaces, static_leases,
     xml,
@@ -247,8 +248,13 @@ fn network_facts(net_xml: &str) -> (u8, Option<Ipv4Addr>) {
 pub async fn status(backend: &LibvirtBackend, id: &str) -> Result<NodeStatus, BackendError> {
     let conn = backend.conn.clone();
     let id = id.to_string();
-    blocking(move || {
-        let (domain, owner, xml) = LibvirtBackend::find_domain(&conn, &id)?;
+    blocking(move || status_blocking(&conn, &id).map(|(status, _)| status)).await
+}
+
+/// [`status`], and who owns the domain, from one lookup.
+fn status_blocking(conn: &Connect, id: &str) -> Result<(NodeStatus, Ownership), BackendError> {
+    {
+        let (domain, owner, xml) = LibvirtBackend::find_domain(conn, id)?;
         let state = super::run_state(&domain);
         let mut addresses = BTreeMap::new();
         let prefix = format!("bs-{}-", owner.lab);
@@ -287,19 +293,33 @@ pub async fn status(backend: &LibvirtBackend, id: &str) -> Result<NodeStatus, Ba
         } else {
             None
         };
-        Ok(NodeStatus {
+        let status = NodeStatus {
             state,
             addresses,
             docker_health: None,
             exit_code: None,
             started_at,
-        })
-    })
-    .await
+        };
+        Ok((status, owner))
+    }
 }
 
+/// Where to reach a running VM over SSH; pins its host key in the lab's
+/// known_hosts for the address it has now. Runs on the blocking pool: a
+/// libvirt lookup and file writes.
 async fn target(backend: &LibvirtBackend, id: &str) -> Result<ssh::SshTarget, BackendError> {
-    let status = status(backend, id).await?;
+    let conn = backend.conn.clone();
+    let settings = backend.settings.clone();
+    let id = id.to_string();
+    blocking(move || target_blocking(&conn, &settings, &id)).await
+}
+
+fn target_blocking(
+    conn: &Connect,
+    settings: &super::Settings,
+    id: &str,
+) -> Result<ssh::SshTarget, BackendError> {
+    let (status, owner) = status_blocking(conn, id)?;
     if status.state != RunState::Running {
         return Err(BackendError::Ssh(format!(
             "VM {} is not running",
@@ -307,16 +327,12 @@ async fn target(backend: &LibvirtBackend, id: &str) -> Result<ssh::SshTarget, Ba
         )));
     }
     let name = domain_name(id);
-    let conn = backend.conn.clone();
-    let owned_id = id.to_string();
-    let (_, owner, _) = blocking(move || LibvirtBackend::find_domain(&conn, &owned_id)).await?;
     let host = status
         .addresses
         .values()
         .next()
         .copied()
         .ok_or_else(|| BackendError::Ssh(format!("VM {name} has no address yet")))?;
-    let settings = &backend.settings;
     let host_key = keys::ensure_key(
         &host_key_path(&settings.state_dir, &owner.lab, &owner.name),
         "",

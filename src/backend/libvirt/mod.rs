@@ -98,6 +98,22 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// The host a libvirt URI names, unless it is this machine: overlays,
+/// seeds and console logs are local files, which a daemon elsewhere would
+/// not see. `qemu+ssh://root@localhost/system` is local.
+fn remote_host(uri: &str) -> Option<String> {
+    let (_, rest) = uri.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    let local = ["", "localhost", "127.0.0.1", "::1"];
+    (!local.contains(&host.to_ascii_lowercase().as_str())).then(|| host.to_string())
+}
+
 fn domain_name(id: &str) -> &str {
     id.strip_prefix(DOMAIN_ID_PREFIX).unwrap_or(id)
 }
@@ -114,6 +130,9 @@ impl LibvirtBackend {
     /// The daemon does not answer at the URI.
     pub async fn connect(settings: Settings) -> Result<Self, BackendError> {
         let uri = settings.uri.clone();
+        if let Some(host) = remote_host(&uri) {
+            return Err(BackendError::LibvirtRemote { uri, host });
+        }
         let conn = blocking(move || {
             virt::error::clear_error_callback();
             Connect::open(Some(&uri)).map_err(|e| BackendError::LibvirtUnreachable {
@@ -128,6 +147,38 @@ impl LibvirtBackend {
             domain_type: tokio::sync::OnceCell::new(),
             sessions: guest::Sessions::default(),
         })
+    }
+
+    /// Stops and undefines a VM and removes its files and keys; with
+    /// `forget_leases`, also its DHCP reservations. Success when it is gone.
+    async fn remove_domain(&self, id: &str, forget_leases: bool) -> Result<(), BackendError> {
+        self.sessions.forget(id).await;
+        let conn = self.conn.clone();
+        let id = id.to_string();
+        let overlay_dir = self.settings.overlay_dir.clone();
+        let state_dir = self.settings.state_dir.clone();
+        blocking(move || {
+            let (domain, owner, xml) = match Self::find_domain(&conn, &id) {
+                Ok(found) => found,
+                Err(BackendError::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if domain.is_active().unwrap_or(false) {
+                domain
+                    .destroy()
+                    .map_err(api(format!("stop VM {}", domain_name(&id))))?;
+            }
+            if forget_leases {
+                guest::forget_leases(&conn, &xml);
+            }
+            domain
+                .undefine()
+                .map_err(api(format!("remove VM {}", domain_name(&id))))?;
+            LabFiles::new(&overlay_dir, &owner.lab).remove_node(&owner.name);
+            guest::forget_keys(&state_dir, &owner.lab, &owner.name);
+            Ok(())
+        })
+        .await
     }
 
     /// `kvm` or `qemu`: what domains are created as.
@@ -460,31 +511,11 @@ impl Backend for LibvirtBackend {
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        self.sessions.forget(id).await;
-        let conn = self.conn.clone();
-        let id = id.to_string();
-        let overlay_dir = self.settings.overlay_dir.clone();
-        let state_dir = self.settings.state_dir.clone();
-        blocking(move || {
-            let (domain, owner, xml) = match Self::find_domain(&conn, &id) {
-                Ok(found) => found,
-                Err(BackendError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if domain.is_active().unwrap_or(false) {
-                domain
-                    .destroy()
-                    .map_err(api(format!("stop VM {}", domain_name(&id))))?;
-            }
-            guest::forget_leases(&conn, &xml);
-            domain
-                .undefine()
-                .map_err(api(format!("remove VM {}", domain_name(&id))))?;
-            LabFiles::new(&overlay_dir, &owner.lab).remove_node(&owner.name);
-            guest::forget_keys(&state_dir, &owner.lab, &owner.name);
-            Ok(())
-        })
-        .await
+        self.remove_domain(id, true).await
+    }
+
+    async fn delete_with_networks(&self, id: &str) -> Result<(), BackendError> {
+        self.remove_domain(id, false).await
     }
 
     async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
@@ -610,4 +641,32 @@ fn domain_xml(
         boot: boot.as_ref(),
         nics: &nics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_host;
+
+    #[test]
+    fn only_uris_naming_another_machine_are_remote() {
+        for local in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
+            "qemu+ssh://root@localhost/system",
+            "qemu+tcp://127.0.0.1:16509/system",
+            "qemu+ssh://[::1]/system",
+            "test:///default",
+        ] {
+            assert_eq!(remote_host(local), None, "{local}");
+        }
+        for (remote, host) in [
+            ("qemu+ssh://root@lab-host/system", "lab-host"),
+            ("qemu+tcp://10.0.0.5:16509/system", "10.0.0.5"),
+            ("qemu+ssh://user@[fd00::5]:2222/system", "fd00::5"),
+            ("qemu://other/system?no_verify=1", "other"),
+        ] {
+            assert_eq!(remote_host(remote).as_deref(), Some(host), "{remote}");
+        }
+    }
 }
