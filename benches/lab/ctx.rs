@@ -105,10 +105,12 @@ impl Ctx {
             .args(args)
             .current_dir(&self.scratch)
             .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
-            // Unbounded, compose 1.29 stalls for good at around 100
-            // services (docker/compose#7486, #8161); bounded like
-            // benchscale's default parallelism.
-            .env("COMPOSE_PARALLEL_LIMIT", "8");
+            // compose 1.29's limit bounds one thread pool that its nested
+            // tasks share, so any limit below about twice the number of
+            // services deadlocks for good (docker/compose#5864, #8226): the
+            // default 64 does at 100 services, 8 at 10. Above every size
+            // here, compose runs as it does for a small project.
+            .env("COMPOSE_PARALLEL_LIMIT", "1024");
         if let Some(host) = host {
             cmd.env("DOCKER_HOST", host);
         } else {
