@@ -262,9 +262,21 @@ pub async fn check_once<B: Backend>(
             Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
             _ => None,
         };
-        let error = probe_once(backend, target, check, pattern.as_ref())
-            .await
-            .err();
+        // One try must not hang the caller: a command that never returns
+        // counts as failing after the condition's timeout (at most 30 s).
+        let limit = check
+            .timeout
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let error =
+            match tokio::time::timeout(limit, probe_once(backend, target, check, pattern.as_ref()))
+                .await
+            {
+                Ok(result) => result.err(),
+                Err(_) => Some(format!(
+                    "no answer within {}",
+                    crate::topology::duration::format(limit)
+                )),
+            };
         results.push(ConditionCheck {
             condition: describe(check),
             error,
