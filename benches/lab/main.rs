@@ -52,10 +52,12 @@ mod ctx;
 mod docker;
 mod guests;
 mod offline;
+mod plot;
 mod profile;
 mod proxy;
 mod report;
 mod run;
+mod targets;
 mod vm;
 
 use containers::*;
@@ -380,7 +382,7 @@ fn main() {
             failed = true;
         }
     }
-    println!("{}", report::summary(&results));
+    println!("{}", targets::summary(&results));
     // `exit` runs no destructor: clean up first.
     drop(ctx);
     drop(guard);
@@ -399,7 +401,7 @@ fn smoke() {
         s.push(v);
     }
     assert_eq!(s.median(), Some(2.0));
-    let svg = report::svg_for_check();
+    let svg = plot::svg_for_check();
     assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
     println!("lab bench: self-check passed; run it with `cargo bench --bench lab`");
 }

@@ -5,7 +5,9 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::plot::plot;
 use crate::run::Samples;
+use crate::targets::*;
 use crate::{Results, Settings, SizeResult, Timeline};
 
 /// Where the plot goes, relative to the output folder.
@@ -28,7 +30,7 @@ pub fn write(settings: &Settings, results: &Results) -> Result<Vec<PathBuf>, Str
 // numbers
 // ---------------------------------------------------------------------------
 
-fn secs(v: f64) -> String {
+pub(crate) fn secs(v: f64) -> String {
     if v < 0.001 {
         format!("{:.0} µs", v * 1e6)
     } else if v < 0.1 {
@@ -39,7 +41,7 @@ fn secs(v: f64) -> String {
 }
 
 /// `median [min–max]`, or `–`.
-fn cell(s: &Samples) -> String {
+pub(crate) fn cell(s: &Samples) -> String {
     match (s.median(), s.min(), s.max()) {
         (Some(m), Some(lo), Some(hi)) if s.0.len() > 1 => {
             format!("{} [{}–{}]", secs(m), secs(lo), secs(hi)).replace(" s–", "–")
@@ -49,15 +51,15 @@ fn cell(s: &Samples) -> String {
     }
 }
 
-fn ratio(a: &Samples, b: &Samples) -> Option<f64> {
+pub(crate) fn ratio(a: &Samples, b: &Samples) -> Option<f64> {
     Some(a.median()? / b.median()?)
 }
 
-fn ratio_cell(r: Option<f64>) -> String {
+pub(crate) fn ratio_cell(r: Option<f64>) -> String {
     r.map_or("–".into(), |r| format!("{r:.2}×"))
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     if kib == 0 {
         "–".into()
     } else {
@@ -65,12 +67,12 @@ fn mib(kib: u64) -> String {
     }
 }
 
-fn size(results: &Results, n: usize) -> Option<&SizeResult> {
+pub(crate) fn size(results: &Results, n: usize) -> Option<&SizeResult> {
     results.sizes.iter().find(|s| s.size == n)
 }
 
 /// Least-squares line `t = a + b·n` through the medians, and R².
-fn fit(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+pub(crate) fn fit(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
     if points.len() < 2 {
         return None;
     }
@@ -94,172 +96,10 @@ fn fit(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
 }
 
 // ---------------------------------------------------------------------------
-// targets
-// ---------------------------------------------------------------------------
-
-struct Target {
-    what: String,
-    measured: String,
-    pass: Option<bool>,
-}
-
-fn targets(results: &Results) -> Vec<Target> {
-    let mut out = Vec::new();
-    let missing = |what: String| Target {
-        what,
-        measured: "not measured in this run".into(),
-        pass: None,
-    };
-    for n in [30, 100] {
-        let what = format!("cold apply of {n} containers ≤ 1.2× the floor");
-        match size(results, n).and_then(|s| ratio(&s.bs_cold, &s.floor_create)) {
-            Some(r) => out.push(Target {
-                what,
-                measured: format!("{r:.2}×"),
-                pass: Some(r <= 1.2),
-            }),
-            None => out.push(missing(what)),
-        }
-        let what = format!("cold apply of {n} containers faster than compose up -d");
-        match size(results, n).and_then(|s| ratio(&s.bs_cold, &s.compose_up)) {
-            Some(r) => out.push(Target {
-                what,
-                measured: format!("{r:.2}× compose"),
-                pass: Some(r < 1.0),
-            }),
-            None => out.push(missing(what)),
-        }
-    }
-    let s100 = size(results, 100);
-    let what = "no-change apply of 100 ≤ 5% of the cold apply".to_string();
-    match s100.and_then(|s| ratio(&s.bs_nochange, &s.bs_cold)) {
-        Some(r) => out.push(Target {
-            what,
-            measured: format!("{:.1}%", r * 100.0),
-            pass: Some(r <= 0.05),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "no-change apply of 100 makes no mutating Docker call".to_string();
-    match s100.and_then(|s| s.nochange_calls.as_ref()) {
-        Some((calls, mutating)) => out.push(Target {
-            what,
-            measured: format!(
-                "{mutating} mutating of {} calls",
-                calls.values().sum::<usize>()
-            ),
-            pass: Some(*mutating == 0),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "destroy of 100 ≤ 1.2× the floor's removal".to_string();
-    match s100.and_then(|s| ratio(&s.bs_destroy, &s.floor_remove)) {
-        Some(r) => out.push(Target {
-            what,
-            measured: format!("{r:.2}×"),
-            pass: Some(r <= 1.2),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "destroy of 100 faster than compose down".to_string();
-    match s100.and_then(|s| ratio(&s.bs_destroy, &s.compose_down)) {
-        Some(r) => out.push(Target {
-            what,
-            measured: format!("{r:.2}× compose"),
-            pass: Some(r < 1.0),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "apply time grows about linearly, 10 → 200 containers".to_string();
-    match linearity(results) {
-        Some((r2, lo, hi)) => out.push(Target {
-            what,
-            measured: format!(
-                "R² {r2:.3}; {:.0} ms per container up to 100, {:.0} ms from 100 to 200",
-                lo * 1e3,
-                hi * 1e3
-            ),
-            pass: Some(r2 >= 0.95 && hi <= 1.5 * lo),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "validate + plan of 10,000 nodes offline < 1 s".to_string();
-    match results
-        .offline
-        .iter()
-        .find(|o| o.nodes == 10_000)
-        .and_then(|o| o.total.median())
-    {
-        Some(t) => out.push(Target {
-            what,
-            measured: secs(t),
-            pass: Some(t < 1.0),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "peak memory of a 200-container apply < 64 MiB".to_string();
-    match size(results, 200).and_then(|s| s.bs_rss.get("cold apply")) {
-        Some(&kib) => out.push(Target {
-            what,
-            measured: mib(kib),
-            pass: Some(kib < 64 * 1024),
-        }),
-        None => out.push(missing(what)),
-    }
-    let what = "4 tiny VMs to Healthy ≤ 1.2× the libvirt floor".to_string();
-    match results
-        .vms
-        .iter()
-        .find(|v| v.vms == 4)
-        .and_then(|v| ratio(&v.bs, &v.floor))
-    {
-        Some(r) => out.push(Target {
-            what,
-            measured: format!("{r:.2}×"),
-            pass: Some(r <= 1.2),
-        }),
-        None => out.push(missing(what)),
-    }
-    out
-}
-
-/// R² of the fit over every size, and the time per added container below
-/// and above 100 (from 10 to 100 and from 100 to 200).
-fn linearity(results: &Results) -> Option<(f64, f64, f64)> {
-    let points: Vec<(f64, f64)> = results
-        .sizes
-        .iter()
-        .filter_map(|s| Some((s.size as f64, s.bs_cold.median()?)))
-        .collect();
-    let (_, _, r2) = fit(&points)?;
-    let t = |n: usize| size(results, n)?.bs_cold.median();
-    let lo = (t(100)? - t(10)?) / 90.0;
-    let hi = (t(200)? - t(100)?) / 100.0;
-    Some((r2, lo, hi))
-}
-
-fn verdict(pass: Option<bool>) -> &'static str {
-    match pass {
-        Some(true) => "PASS",
-        Some(false) => "MISS",
-        None => "–",
-    }
-}
-
-/// The targets as a table, for the terminal.
-pub fn summary(results: &Results) -> String {
-    let mut out = String::from("\n| target | measured | result |\n|---|---|---|\n");
-    for t in targets(results) {
-        let _ = writeln!(out, "| {} | {} | {} |", t.what, t.measured, verdict(t.pass));
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------
 // the report
 // ---------------------------------------------------------------------------
 
-fn command(settings: &Settings) -> String {
+pub(crate) fn command(settings: &Settings) -> String {
     let mut given: Vec<String> = settings
         .given
         .iter()
@@ -271,7 +111,7 @@ fn command(settings: &Settings) -> String {
     given.join(" ")
 }
 
-fn markdown(settings: &Settings, results: &Results) -> String {
+pub(crate) fn markdown(settings: &Settings, results: &Results) -> String {
     let m = &results.machine;
     let mut o = String::new();
     let runs = settings.runs;
@@ -362,7 +202,7 @@ fn markdown(settings: &Settings, results: &Results) -> String {
     o
 }
 
-fn containers(o: &mut String, results: &Results, runs: usize) {
+pub(crate) fn containers(o: &mut String, results: &Results, runs: usize) {
     let _ = writeln!(
         o,
         "## Container labs\n\nContainers on 4 networks, each attached to two of them with static addresses (`benchscale::synth::PlainLab`). Seconds, median [min–max] of {runs} run{}.\n",
@@ -514,7 +354,7 @@ fn containers(o: &mut String, results: &Results, runs: usize) {
     let _ = writeln!(o);
 }
 
-fn vms(o: &mut String, results: &Results, runs: usize) {
+pub(crate) fn vms(o: &mut String, results: &Results, runs: usize) {
     let _ = writeln!(
         o,
         "## VMs\n\nTiny busybox guests (`benchscale-tiny`, 256 MiB, direct kernel boot, static address on the kernel command line) on one isolated network; healthy when the console shows the login line. Seconds from the start of the command until every guest is healthy (benchscale: until the process exits), median [min–max] of {runs} run{}.\n",
@@ -569,7 +409,7 @@ fn vms(o: &mut String, results: &Results, runs: usize) {
     );
 }
 
-fn offline(o: &mut String, results: &Results) {
+pub(crate) fn offline(o: &mut String, results: &Results) {
     let _ = writeln!(
         o,
         "## Offline: validate and plan\n\nGenerated labs with every kind of check and edge (`benchscale::synth::topology`: health conditions, steps, references). Validate is the whole loader (parse, schema, resolve, cycles); plan is the diff against an empty lab, as a first apply sees it. In this process, median [min–max]; and `benchscale validate FILE` as a process.\n"
@@ -595,12 +435,12 @@ fn offline(o: &mut String, results: &Results) {
     let _ = writeln!(o);
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
 /// Mean and highest number of calls in flight over the span of calls.
-fn concurrency(t: &Timeline) -> (f64, usize) {
+pub(crate) fn concurrency(t: &Timeline) -> (f64, usize) {
     let answered: Vec<_> = t
         .calls
         .iter()
@@ -627,7 +467,7 @@ fn concurrency(t: &Timeline) -> (f64, usize) {
     (if span > 0.0 { busy / span } else { 0.0 }, peak as usize)
 }
 
-fn profile(o: &mut String, p: &crate::Profile) {
+pub(crate) fn profile(o: &mut String, p: &crate::Profile) {
     let _ = writeln!(
         o,
         "## Where the time goes ({} containers)\n\nEach tool once through a proxy on the Docker socket that records every API call: when its request arrived and when the first byte of its answer came back. The proxy adds a little to each call, so these runs are not the timed ones above. \"Before the first call\" is process start, loading the file and connecting; \"after the last answer\" is the registry save and exit.\n",
@@ -711,7 +551,7 @@ fn profile(o: &mut String, p: &crate::Profile) {
     }
 }
 
-fn method(o: &mut String) {
+pub(crate) fn method(o: &mut String) {
     let _ = writeln!(
         o,
         "## How it is measured\n\n\
@@ -722,210 +562,4 @@ fn method(o: &mut String) {
 - The no-change apply is repeated once through the recording proxy to count its API calls; only GET and HEAD count as not mutating.\n\
 - Linear growth: PASS when the least-squares line through the cold-apply medians has R² ≥ 0.95 and the time per added container from 100 to 200 is at most 1.5× that from 10 to 100.\n"
     );
-}
-
-// ---------------------------------------------------------------------------
-// the plot
-// ---------------------------------------------------------------------------
-
-struct Series<'a> {
-    name: &'a str,
-    color: &'a str,
-    points: Vec<(f64, f64, f64, f64)>,
-}
-
-fn series<'a>(
-    sizes: &[SizeResult],
-    name: &'a str,
-    color: &'a str,
-    get: impl Fn(&SizeResult) -> &Samples,
-) -> Series<'a> {
-    Series {
-        name,
-        color,
-        points: sizes
-            .iter()
-            .filter_map(|s| {
-                let x = get(s);
-                Some((s.size as f64, x.median()?, x.min()?, x.max()?))
-            })
-            .collect(),
-    }
-}
-
-/// A tick step of 1, 2 or 5 times a power of ten giving about five ticks.
-fn step(max: f64) -> f64 {
-    let raw = (max / 5.0).max(1e-9);
-    let p = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * p)
-}
-
-fn panel(out: &mut String, x0: f64, title: &str, all: &[Series<'_>]) {
-    let (w, h) = (400.0, 300.0);
-    let (left, top) = (x0 + 60.0, 50.0);
-    let xmax = all
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(0.0, f64::max)
-        .max(1.0);
-    let ymax = all
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.3))
-        .fold(0.0, f64::max)
-        .max(0.001);
-    let (xs, ys) = (step(xmax), step(ymax));
-    let xtop = (xmax / xs).ceil() * xs;
-    let ytop = (ymax / ys).ceil() * ys;
-    let px = |x: f64| left + x / xtop * w;
-    let py = |y: f64| top + h - y / ytop * h;
-    let _ = writeln!(
-        out,
-        r#"<text x="{:.1}" y="30" font-size="15" font-weight="bold" text-anchor="middle">{title}</text>"#,
-        left + w / 2.0
-    );
-    let mut y = 0.0;
-    while y <= ytop + ys / 2.0 {
-        let _ = writeln!(
-            out,
-            "<line x1=\"{left:.1}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>\n<text x=\"{2:.1}\" y=\"{3:.1}\" font-size=\"11\" text-anchor=\"end\">{4}</text>",
-            py(y),
-            left + w,
-            left - 6.0,
-            py(y) + 4.0,
-            trim(y)
-        );
-        y += ys;
-    }
-    let mut x = 0.0;
-    while x <= xtop + xs / 2.0 {
-        let _ = writeln!(
-            out,
-            "<line x1=\"{0:.1}\" y1=\"{1:.1}\" x2=\"{0:.1}\" y2=\"{2:.1}\" stroke=\"#ddd\"/>\n<text x=\"{0:.1}\" y=\"{3:.1}\" font-size=\"11\" text-anchor=\"middle\">{4}</text>",
-            px(x),
-            top,
-            top + h,
-            top + h + 16.0,
-            trim(x)
-        );
-        x += xs;
-    }
-    let _ = writeln!(
-        out,
-        "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{w}\" height=\"{h}\" fill=\"none\" stroke=\"#333\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\">containers</text>\n<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 {:.1} {:.1})\">seconds (median, min–max)</text>",
-        left + w / 2.0,
-        top + h + 36.0,
-        x0 + 16.0,
-        top + h / 2.0,
-        x0 + 16.0,
-        top + h / 2.0
-    );
-    for s in all {
-        if s.points.is_empty() {
-            continue;
-        }
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1)))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
-            path.join(" "),
-            s.color
-        );
-        for p in &s.points {
-            let _ = writeln!(
-                out,
-                r#"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="{3}"/><circle cx="{0:.1}" cy="{4:.1}" r="3.5" fill="{3}"/>"#,
-                px(p.0),
-                py(p.2),
-                py(p.3),
-                s.color,
-                py(p.1)
-            );
-        }
-    }
-    // The legend last, over the lines.
-    let _ = writeln!(
-        out,
-        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"190\" height=\"{:.1}\" fill=\"white\" fill-opacity=\"0.85\"/>",
-        left + 4.0,
-        top + 4.0,
-        all.len() as f64 * 18.0 + 4.0
-    );
-    for (i, s) in all.iter().enumerate() {
-        let ly = top + 14.0 + i as f64 * 18.0;
-        let _ = writeln!(
-            out,
-            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
-            left + 10.0,
-            left + 30.0,
-            s.color,
-            left + 36.0,
-            ly + 4.0,
-            s.name
-        );
-    }
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-const BLUE: &str = "#1f77b4";
-const GREEN: &str = "#2ca02c";
-const RED: &str = "#d62728";
-
-/// Two panels: apply, and removal, against lab size.
-pub fn plot(sizes: &[SizeResult]) -> String {
-    let mut out = String::from(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"400\" viewBox=\"0 0 960 400\" font-family=\"sans-serif\">\n<rect width=\"960\" height=\"400\" fill=\"white\"/>\n",
-    );
-    panel(
-        &mut out,
-        0.0,
-        "Apply: lab up and running",
-        &[
-            series(sizes, "benchscale apply", BLUE, |s| &s.bs_cold),
-            series(sizes, "floor (bare API)", GREEN, |s| &s.floor_create),
-            series(sizes, "docker-compose up -d", RED, |s| &s.compose_up),
-        ],
-    );
-    panel(
-        &mut out,
-        480.0,
-        "Removal: lab gone",
-        &[
-            series(sizes, "benchscale destroy", BLUE, |s| &s.bs_destroy),
-            series(sizes, "floor (bare API)", GREEN, |s| &s.floor_remove),
-            series(sizes, "docker-compose down -t 0", RED, |s| &s.compose_down),
-        ],
-    );
-    out.push_str("</svg>\n");
-    out
-}
-
-/// A plot of made-up numbers, for the self-check.
-pub fn svg_for_check() -> String {
-    let sizes: Vec<SizeResult> = [10usize, 30, 100]
-        .into_iter()
-        .map(|n| {
-            let mut s = SizeResult {
-                size: n,
-                ..SizeResult::default()
-            };
-            for v in [1.0, 1.1, 1.2] {
-                s.bs_cold.push(v * n as f64 / 10.0);
-                s.floor_create.push(v * n as f64 / 12.0);
-            }
-            s
-        })
-        .collect();
-    plot(&sizes)
 }
