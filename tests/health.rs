@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::lab::TestLab;
 
 const CHECKED: &str = r#"
@@ -36,9 +34,7 @@ nodes:
 fn checked(lab: &TestLab) -> Vec<(String, String, Vec<String>)> {
     let run = lab.run(&["status", &lab.name, "--check", "-o", "json"]);
     run.expect_code(0, "status --check");
-    let all: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {}", run.stdout));
-    all[0]["nodes"]
+    crate::util::first_lab(&run.stdout)["nodes"]
         .as_array()
         .expect("nodes")
         .iter()

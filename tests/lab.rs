@@ -443,23 +443,13 @@ impl TestLab {
     pub fn status(&self) -> Value {
         let run = self.run(&["status", &self.name, "-o", "json"]);
         run.expect_code(0, "status");
-        let all: Value = serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("status is not JSON ({e}): {}", run.stdout));
-        all.as_array()
-            .and_then(|a| a.first())
-            .cloned()
-            .unwrap_or_else(|| panic!("status shows no lab: {}", run.stdout))
+        crate::util::first_lab(&run.stdout)
     }
 
     /// One node's object of [`TestLab::status`].
     #[track_caller]
     pub fn node_status(&self, node: &str) -> Value {
-        let status = self.status();
-        status["nodes"]
-            .as_array()
-            .and_then(|nodes| nodes.iter().find(|n| n["name"] == node))
-            .cloned()
-            .unwrap_or_else(|| panic!("status has no node {node}: {status:#}"))
+        crate::util::node_of(&self.status(), node)
     }
 
     /// `exec LAB NODE -- ARGV...`.

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::Value;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,6 +22,27 @@ pub fn benchscale(args: &[&str]) -> Output {
     }
     cmd.env("XDG_CONFIG_HOME", root().join("tests/fixtures/no-config"));
     cmd.output().expect("run benchscale")
+}
+
+/// The first lab's object in the output of `status -o json`.
+#[track_caller]
+pub fn first_lab(stdout: &str) -> Value {
+    let all: Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("status is not JSON ({e}): {stdout}"));
+    all.as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("status shows no lab: {stdout}"))
+}
+
+/// One node's object in a lab's status.
+#[track_caller]
+pub fn node_of(status: &Value, node: &str) -> Value {
+    status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == node))
+        .cloned()
+        .unwrap_or_else(|| panic!("status has no node {node}: {status:#}"))
 }
 
 /// Every folder under `tests/fixtures` whose name starts with `prefix`.

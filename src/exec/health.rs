@@ -263,10 +263,12 @@ pub async fn check_once<B: Backend>(
             _ => None,
         };
         // One try must not hang the caller: a command that never returns
-        // counts as failing after the condition's timeout (at most 30 s).
+        // counts as failing after the condition's timeout, but given at
+        // least 5 s (a `docker exec` alone can take a second on a busy
+        // host) and at most 30 s.
         let limit = check
             .timeout
-            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+            .clamp(Duration::from_secs(5), Duration::from_secs(30));
         let error =
             match tokio::time::timeout(limit, probe_once(backend, target, check, pattern.as_ref()))
                 .await
