@@ -415,24 +415,18 @@ impl<B: Backend> Engine<B> {
                 Err(e) => report.errors.push(format!("removal task failed: {e}")),
             }
         }
-        let mut networks = tokio::task::JoinSet::new();
-        for network in observed.networks {
-            let backend = self.backend.clone();
-            networks.spawn(async move {
-                let result = backend.remove_network(&network.id).await;
-                (network.name, result)
-            });
-        }
-        while let Some(joined) = networks.join_next().await {
-            match joined {
-                Ok((name, Ok(()))) => {
+        let networks = observed.networks.into_iter().map(|n| (n.name, n.id));
+        // All of them at once: a lab has few networks.
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            tokio::sync::Semaphore::MAX_PERMITS,
+        ));
+        for (name, _, result) in exec::remove_networks(&self.backend, networks, &permits).await {
+            match result {
+                Ok(()) => {
                     events.send(Event::NetworkRemoved { name: name.clone() });
                     report.networks.push(name);
                 }
-                Ok((name, Err(e))) => report.errors.push(format!("removing network {name}: {e}")),
-                Err(e) => report
-                    .errors
-                    .push(format!("network removal task failed: {e}")),
+                Err(e) => report.errors.push(format!("removing network {name}: {e}")),
             }
         }
         report.nodes.sort();

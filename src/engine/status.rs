@@ -6,12 +6,12 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::{Engine, EngineError};
-use crate::backend::{Backend, RunState};
+use crate::backend::{Backend, Observed, RunState};
 use crate::exec::health::{ConditionCheck, Health, Target, check_once};
-use crate::exec::substitute::Values;
+use crate::exec::substitute::{Values, observed_addresses};
 use crate::registry::LabRecord;
 use crate::topology::Topology;
-use crate::topology::model::NodeKind;
+use crate::topology::model::{Node, NodeKind};
 
 /// One node as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,13 +160,41 @@ impl<B: Backend> Engine<B> {
             .ok_or_else(|| EngineError::NotFound {
                 what: format!("node `{node}` in {}", topology.source.display()),
             })?;
+        let (observed, values) = self.health_inputs(topology).await?;
+        self.judge(spec, &observed, &values).await
+    }
+
+    /// What judging any node of the lab needs, read once: what runs, and
+    /// the values its conditions may substitute.
+    async fn health_inputs(&self, topology: &Topology) -> Result<(Observed, Values), EngineError> {
+        let observed = self.backend.observe(&topology.name).await?;
+        let lab = topology.name.clone();
+        let record = self.blocking(move |r| r.load(&lab)).await?;
+        let values = Values {
+            lab: topology.name.clone(),
+            outputs: record
+                .map(|r| r.nodes.into_iter().map(|(k, v)| (k, v.outputs)).collect())
+                .unwrap_or_default(),
+            addresses: observed_addresses(&observed),
+        };
+        Ok((observed, values))
+    }
+
+    /// [`Engine::check_health`] of one node, from inputs read once for the
+    /// whole lab.
+    async fn judge(
+        &self,
+        spec: &Node,
+        observed: &Observed,
+        values: &Values,
+    ) -> Result<NodeHealth, EngineError> {
+        let node = spec.name.as_str();
         let unknown = |detail: &str| NodeHealth {
             name: node.to_string(),
             health: Health::Unknown,
             conditions: Vec::new(),
             detail: Some(detail.to_string()),
         };
-        let observed = self.backend.observe(&topology.name).await?;
         let Some(found) = observed.nodes.iter().find(|n| n.name == node) else {
             return Ok(unknown("the node does not exist (apply creates it)"));
         };
@@ -177,30 +205,11 @@ impl<B: Backend> Engine<B> {
             }
             Err(e) => return Err(e.into()),
         };
-        let lab = topology.name.clone();
-        let record = self.blocking(move |r| r.load(&lab)).await?;
-        let values = Values {
-            lab: topology.name.clone(),
-            outputs: record
-                .map(|r| r.nodes.into_iter().map(|(k, v)| (k, v.outputs)).collect())
-                .unwrap_or_default(),
-            addresses: observed
-                .nodes
-                .iter()
-                .map(|n| {
-                    let ips = n
-                        .networks
-                        .iter()
-                        .filter_map(|(k, v)| v.map(|ip| (k.clone(), ip)));
-                    (n.name.clone(), ips.collect())
-                })
-                .collect(),
-        };
         let permits = tokio::sync::Semaphore::new(1);
         let target = Target {
             id: &found.id,
             addresses: &status.addresses,
-            values: &values,
+            values,
             primary: spec.networks.first().map(|a| a.network.as_str()),
             permits: &permits,
             console: spec.kind == NodeKind::Vm,
@@ -227,11 +236,12 @@ impl<B: Backend> Engine<B> {
         status: &mut LabStatus,
         topology: &Topology,
     ) -> Result<(), EngineError> {
+        let (observed, values) = self.health_inputs(topology).await?;
         let checks = status
             .nodes
             .iter()
-            .filter(|n| topology.nodes.contains_key(&n.name))
-            .map(|n| self.check_health(topology, &n.name));
+            .filter_map(|n| topology.nodes.get(&n.name))
+            .map(|spec| self.judge(spec, &observed, &values));
         let results = futures_util::future::join_all(checks).await;
         for result in results {
             let judged = result?;

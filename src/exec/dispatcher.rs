@@ -7,7 +7,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::node::{JobCtx, Progress, run_node};
-use super::substitute::Values;
+use super::substitute::{Values, observed_addresses};
 use super::{Event, EventSink, NodeEnd, NodeOutcome, Options, Outcome, Prior};
 use crate::backend::{Backend, Observed};
 use crate::plan::hash::network_hash;
@@ -80,34 +80,22 @@ pub async fn apply<B: Backend>(
         .map(|n| (n.name.clone(), n.id.clone()))
         .collect();
     if outcome.errors.is_empty() {
-        let mut removals = JoinSet::new();
-        for change in &plan.networks {
-            if matches!(change.action, Action::Delete | Action::Replace)
-                && !options.cancel.is_cancelled()
-                && let Some(id) = change.id.clone()
-            {
-                let (backend, permits) = (backend.clone(), semaphore.clone());
-                let name = change.name.clone();
-                removals.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    let result = backend.remove_network(&id).await;
-                    (name, id, result)
-                });
-            }
-        }
-        while let Some(joined) = removals.join_next().await {
-            match joined {
-                Ok((name, id, Ok(()))) => {
+        let going = plan
+            .networks
+            .iter()
+            .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+            .filter(|_| !options.cancel.is_cancelled())
+            .filter_map(|c| Some((c.name.clone(), c.id.clone()?)));
+        for (name, id, result) in remove_networks(&backend, going, &semaphore).await {
+            match result {
+                Ok(()) => {
                     outcome.changes += 1;
                     if network_ids.get(&name) == Some(&id) {
                         network_ids.remove(&name);
                     }
                     events.send(Event::NetworkRemoved { name });
                 }
-                Ok((name, _, Err(e))) => {
-                    outcome.errors.push(format!("removing network {name}: {e}"))
-                }
-                Err(e) => outcome.errors.push(format!("network task failed: {e}")),
+                Err(e) => outcome.errors.push(format!("removing network {name}: {e}")),
             }
         }
         let mut creations = JoinSet::new();
@@ -155,23 +143,10 @@ pub async fn apply<B: Backend>(
         progress.insert(name.clone(), tx);
         receivers.insert(name.clone(), rx);
     }
-    let observed_nodes: HashMap<String, BTreeMap<String, std::net::Ipv4Addr>> = observed
-        .nodes
-        .iter()
-        .map(|n| {
-            (
-                n.name.clone(),
-                n.networks
-                    .iter()
-                    .filter_map(|(k, v)| v.map(|ip| (k.clone(), ip)))
-                    .collect(),
-            )
-        })
-        .collect();
     let values = Values {
         lab: topology.name.clone(),
         outputs: prior.outputs.clone(),
-        addresses: observed_nodes.clone().into_iter().collect(),
+        addresses: observed_addresses(observed),
     };
     let blocked = if outcome.errors.is_empty() {
         None
@@ -232,6 +207,33 @@ pub async fn apply<B: Backend>(
             });
     }
     outcome
+}
+
+/// Removes networks, given as (name, id), all at once within `permits`;
+/// returns each with its result (a task that panicked as an error).
+pub(crate) async fn remove_networks<B: Backend>(
+    backend: &Arc<B>,
+    networks: impl IntoIterator<Item = (String, String)>,
+    permits: &Arc<Semaphore>,
+) -> Vec<(String, String, Result<(), String>)> {
+    let mut removals = JoinSet::new();
+    for (name, id) in networks {
+        let (backend, permits) = (backend.clone(), permits.clone());
+        removals.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = backend.remove_network(&id).await.map_err(|e| e.to_string());
+            (name, id, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = removals.join_next().await {
+        results.push(joined.unwrap_or_else(|e| {
+            // A panicked task cannot say which network it had.
+            let name = "(unknown)".to_string();
+            (name, String::new(), Err(format!("the task failed: {e}")))
+        }));
+    }
+    results
 }
 
 fn result_changes(plan: &Plan, name: &str) -> usize {

@@ -68,6 +68,15 @@ fn fatal_lines(log: &str) -> Option<String> {
     Some(lines[from..to].join("\n"))
 }
 
+/// The compiled pattern of a console condition, once for all its tries
+/// (validation already refused patterns that do not compile).
+fn console_regex(check: &HealthCheck) -> Option<regex::Regex> {
+    match &check.probe {
+        Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
+        _ => None,
+    }
+}
+
 /// Tries a probe once.
 async fn probe_once<B: Backend>(
     backend: &B,
@@ -258,10 +267,7 @@ pub async fn check_once<B: Backend>(
     }
     let mut results = Vec::new();
     for check in checks {
-        let pattern = match &check.probe {
-            Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
-            _ => None,
-        };
+        let pattern = console_regex(check);
         // One try must not hang the caller: a command that never returns
         // counts as failing after the condition's timeout, but given at
         // least 5 s (a `docker exec` alone can take a second on a busy
@@ -337,10 +343,7 @@ pub async fn wait_healthy<B: Backend>(
 ) -> Result<bool, HealthFailure> {
     for check in checks {
         on_wait(check);
-        let pattern = match &check.probe {
-            Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
-            _ => None,
-        };
+        let pattern = console_regex(check);
         let deadline = Instant::now() + check.start_period + check.timeout;
         loop {
             let permit = target.permits.acquire().await;

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use dispatcher::apply;
+pub(crate) use dispatcher::remove_networks;
 pub use events::{Event, EventSink};
 
 /// What earlier applies left: outputs and completed steps per node.

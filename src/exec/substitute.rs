@@ -14,6 +14,24 @@ pub struct Values {
     pub addresses: HashMap<String, BTreeMap<String, Ipv4Addr>>,
 }
 
+/// Each observed node's addresses by logical network; a stopped node's
+/// unknown ones are left out.
+pub fn observed_addresses(
+    observed: &crate::backend::Observed,
+) -> HashMap<String, BTreeMap<String, Ipv4Addr>> {
+    observed
+        .nodes
+        .iter()
+        .map(|n| {
+            let ips = n
+                .networks
+                .iter()
+                .filter_map(|(k, v)| v.map(|ip| (k.clone(), ip)));
+            (n.name.clone(), ips.collect())
+        })
+        .collect()
+}
+
 impl Values {
     /// `text` with every reference replaced.
     ///
