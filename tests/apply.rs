@@ -1,7 +1,7 @@
 //! `apply` against the real engine: networks, static addresses, the
 //! dependency chain, outputs passed between nodes, and idempotency.
 
-use crate::lab::{TestLab, now};
+use crate::lab::{LabCli, TestLab, now};
 
 /// Two networks (one internal), static addresses, a `healthy` chain
 /// db → app → client, and outputs: db captures a token that app receives in

@@ -8,7 +8,7 @@
 //! such a container is kept; its steps run again (its id is not the
 //! recorded one) and the next plan reports no changes.
 
-use crate::lab::{IMAGE, TestLab, docker, docker_ok};
+use crate::lab::{IMAGE, LabCli, TestLab, docker, docker_ok};
 
 /// a on front, b on front and back (waiting for a), c on back; each with a
 /// step that appends to /tmp/ran, and b with an output.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::lab::TestLab;
+use crate::lab::{LabCli, TestLab};
 
 #[test]
 fn a_missing_image_is_named_and_nothing_is_created() {

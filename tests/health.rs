@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::lab::TestLab;
+use crate::lab::{LabCli, TestLab};
 
 const CHECKED: &str = r#"
 name: {lab}
@@ -32,9 +32,7 @@ nodes:
 
 /// `status --check -o json`: node name to (health, problems).
 fn checked(lab: &TestLab) -> Vec<(String, String, Vec<String>)> {
-    let run = lab.run(&["status", &lab.name, "--check", "-o", "json"]);
-    run.expect_code(0, "status --check");
-    crate::util::first_lab(&run.stdout)["nodes"]
+    lab.checked()["nodes"]
         .as_array()
         .expect("nodes")
         .iter()

@@ -302,6 +302,66 @@ pub struct Network {
     pub subnet: String,
 }
 
+/// The commands a test lab runs against itself by name, the same for
+/// [`TestLab`] and `VmLab`: each supplies its name and how it runs the
+/// binary (state folder, configuration, time limit).
+pub trait LabCli {
+    fn lab_name(&self) -> &str;
+    fn run_cli(&self, args: &[&str]) -> Run;
+
+    /// `status LAB -o json`: the lab's object.
+    #[track_caller]
+    fn status(&self) -> Value {
+        self.status_with(&[])
+    }
+
+    /// `status LAB --check -o json`: the lab's object, health judged now.
+    #[track_caller]
+    fn checked(&self) -> Value {
+        self.status_with(&["--check"])
+    }
+
+    #[track_caller]
+    fn status_with(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["status", self.lab_name(), "-o", "json"];
+        args.extend_from_slice(extra);
+        let run = self.run_cli(&args);
+        run.expect_code(0, &args.join(" "));
+        crate::util::first_lab(&run.stdout)
+    }
+
+    /// One node's object of [`LabCli::status`].
+    #[track_caller]
+    fn node_status(&self, node: &str) -> Value {
+        crate::util::node_of(&self.status(), node)
+    }
+
+    /// `exec LAB NODE -- ARGV...`.
+    fn exec(&self, node: &str, argv: &[&str]) -> Run {
+        let mut args = vec!["exec", self.lab_name(), node, "--"];
+        args.extend_from_slice(argv);
+        self.run_cli(&args)
+    }
+
+    /// `exec LAB NODE -- sh -c SCRIPT`, which must exit 0; its stdout.
+    #[track_caller]
+    fn sh(&self, node: &str, script: &str) -> String {
+        let run = self.exec(node, &["sh", "-c", script]);
+        run.expect_code(0, &format!("exec in {node}: {script}"));
+        run.stdout
+    }
+}
+
+impl LabCli for TestLab {
+    fn lab_name(&self) -> &str {
+        &self.name
+    }
+
+    fn run_cli(&self, args: &[&str]) -> Run {
+        self.run(args)
+    }
+}
+
 /// See the module documentation.
 pub struct TestLab {
     pub name: String,
@@ -436,35 +496,6 @@ impl TestLab {
             err,
             started: Instant::now(),
         }
-    }
-
-    /// `status LAB -o json`: the lab's object.
-    #[track_caller]
-    pub fn status(&self) -> Value {
-        let run = self.run(&["status", &self.name, "-o", "json"]);
-        run.expect_code(0, "status");
-        crate::util::first_lab(&run.stdout)
-    }
-
-    /// One node's object of [`TestLab::status`].
-    #[track_caller]
-    pub fn node_status(&self, node: &str) -> Value {
-        crate::util::node_of(&self.status(), node)
-    }
-
-    /// `exec LAB NODE -- ARGV...`.
-    pub fn exec(&self, node: &str, argv: &[&str]) -> Run {
-        let mut args = vec!["exec", self.name.as_str(), node, "--"];
-        args.extend_from_slice(argv);
-        self.run(&args)
-    }
-
-    /// `exec LAB NODE -- sh -c SCRIPT`, which must exit 0; its stdout.
-    #[track_caller]
-    pub fn sh(&self, node: &str, script: &str) -> String {
-        let run = self.exec(node, &["sh", "-c", script]);
-        run.expect_code(0, &format!("exec in {node}: {script}"));
-        run.stdout
     }
 
     /// Every container carrying the lab's label, sorted by node name.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::lab::{Spawned, TestLab};
+use crate::lab::{LabCli, Spawned, TestLab};
 
 /// Six containers on two networks whose apply takes a few seconds: db
 /// becomes healthy after a moment and captures a token after a pause; two

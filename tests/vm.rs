@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lab::Run;
+use crate::lab::{LabCli, Run};
 use crate::vmlab::{DEBIAN, TINY, VmLab};
 
 /// Text with every white space and `│` gutter removed, so that a message

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::lab::LabCli;
 use crate::vmlab::{BASE, Domain, TINY, VmLab, virsh, virsh_ok};
 
 /// One tiny VM node: static address `.{host}`, console and HTTP health.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lab::Run;
+use crate::lab::{LabCli, Run};
 use crate::util::root;
 
 /// The URI every test uses, as benchscale's default.
@@ -254,33 +254,6 @@ impl VmLab {
         self.run(&["plan", "--detailed-exitcode", &self.file_arg()])
     }
 
-    /// `status LAB -o json`: the lab's object.
-    #[track_caller]
-    pub fn status(&self) -> Value {
-        self.status_with(&[])
-    }
-
-    /// `status LAB --check -o json`: the lab's object, health judged now.
-    #[track_caller]
-    pub fn checked(&self) -> Value {
-        self.status_with(&["--check"])
-    }
-
-    #[track_caller]
-    fn status_with(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["status", self.name.as_str(), "-o", "json"];
-        args.extend_from_slice(extra);
-        let run = self.run(&args);
-        run.expect_code(0, "status");
-        crate::util::first_lab(&run.stdout)
-    }
-
-    /// One node's object of [`VmLab::status`].
-    #[track_caller]
-    pub fn node_status(&self, node: &str) -> Value {
-        crate::util::node_of(&self.status(), node)
-    }
-
     /// The registry record, `labs/<lab>/state.json`.
     #[track_caller]
     pub fn record(&self) -> Value {
@@ -288,21 +261,6 @@ impl VmLab {
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         serde_json::from_str(&text).expect("state.json is JSON")
-    }
-
-    /// `exec LAB NODE -- ARGV...`.
-    pub fn exec(&self, node: &str, argv: &[&str]) -> Run {
-        let mut args = vec!["exec", self.name.as_str(), node, "--"];
-        args.extend_from_slice(argv);
-        self.run(&args)
-    }
-
-    /// `exec LAB NODE -- sh -c SCRIPT`, which must exit 0; its stdout.
-    #[track_caller]
-    pub fn sh(&self, node: &str, script: &str) -> String {
-        let run = self.exec(node, &["sh", "-c", script]);
-        run.expect_code(0, &format!("exec in {node}: {script}"));
-        run.stdout
     }
 
     /// Names of the libvirt domains carrying the lab's metadata, sorted.
@@ -475,6 +433,16 @@ fn remove_leftovers(lab: &str) {
     for network in owned(lab, true) {
         let _ = virsh(&["net-destroy", &network]);
         let _ = virsh(&["net-undefine", &network]);
+    }
+}
+
+impl LabCli for VmLab {
+    fn lab_name(&self) -> &str {
+        &self.name
+    }
+
+    fn run_cli(&self, args: &[&str]) -> Run {
+        self.run(args)
     }
 }
 
