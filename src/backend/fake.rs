@@ -40,6 +40,8 @@ pub struct FakeState {
     /// most there ever were (meaningful with a `delay`).
     pub in_flight: usize,
     pub max_in_flight: usize,
+    /// Every address `reach` was asked for, in order.
+    pub reached: Vec<std::net::SocketAddr>,
 }
 
 /// The fake backend.
@@ -266,6 +268,18 @@ impl Backend for FakeBackend {
             }),
             None => Err(BackendError::NotFound { what: id.into() }),
         })
+    }
+
+    /// Every port of every fake node is open: the call is recorded.
+    async fn reach(
+        &self,
+        _id: &str,
+        addr: std::net::SocketAddr,
+        _send: Option<&str>,
+        _limit: std::time::Duration,
+    ) -> Result<String, String> {
+        self.with(|s| s.reached.push(addr));
+        Ok(String::new())
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, BackendError> {

@@ -10,13 +10,15 @@ pub mod docker;
 #[cfg(test)]
 pub mod fake;
 pub mod libvirt;
+pub mod reach;
 pub mod router;
 pub mod vm;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,17 +166,26 @@ pub enum BackendError {
         help("start libvirtd (scripts/setup-host.sh does), or point BENCHSCALE_LIBVIRT_URI at it")
     )]
     LibvirtUnreachable { uri: String, message: String },
-    /// A libvirt URI that names another machine.
+    /// A libvirt URI that names another machine, not over SSH.
     #[error(
-        "libvirt at {uri} runs on another machine ({host}); benchscale keeps VM overlays, cloud-init seeds and console logs as files on this machine, so it needs libvirtd here"
+        "libvirt at {uri} runs on another machine ({host}) and the URI does not reach it over SSH; benchscale writes VM overlays, cloud-init seeds and console logs on that machine and reaches its guests through it, which needs SSH"
     )]
     #[diagnostic(
         code(benchscale::libvirt::remote),
         help(
-            "run benchscale on {host}, or set BENCHSCALE_LIBVIRT_URI to a local daemon (qemu:///system); remote hosts are not supported yet"
+            "use an SSH transport, such as qemu+ssh://user@{host}/system (keyfile=, known_hosts= and no_verify= work as for libvirt), or run benchscale on {host} with qemu:///system"
         )
     )]
     LibvirtRemote { uri: String, host: String },
+    /// The machine of a remote libvirt cannot be reached over SSH.
+    #[error("cannot reach the libvirt host of {uri} over SSH: {message}")]
+    #[diagnostic(
+        code(benchscale::libvirt::host_ssh),
+        help(
+            "benchscale logs in as libvirt's ssh transport does (the URI's user, port, keyfile and known_hosts, then your ssh configuration): check that `ssh` to that host works without a prompt"
+        )
+    )]
+    LibvirtHostSsh { uri: String, message: String },
     /// A VM's base image (or kernel or initrd) is not there.
     #[error("base image `{image}` not found (looked for {path})")]
     #[diagnostic(
@@ -271,6 +282,18 @@ pub trait Backend: Send + Sync + 'static {
     /// once the lab owns nothing any more.
     fn forget_lab(&self, _lab: &str) -> impl Future<Output = Result<(), BackendError>> + Send {
         async { Ok(()) }
+    }
+    /// Connects to `addr`, a port of node `id`, from where the node's
+    /// networks are reachable, as [`reach::tcp`] does from this machine
+    /// (the default).
+    fn reach(
+        &self,
+        _id: &str,
+        addr: SocketAddr,
+        send: Option<&str>,
+        limit: Duration,
+    ) -> impl Future<Output = Result<String, String>> + Send {
+        reach::tcp(addr, send, limit)
     }
     /// The node's log (container output); the last `tail` lines if given.
     fn logs(

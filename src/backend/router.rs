@@ -182,6 +182,23 @@ impl Backend for Router {
         }
     }
 
+    async fn reach(
+        &self,
+        id: &str,
+        addr: std::net::SocketAddr,
+        send: Option<&str>,
+        limit: std::time::Duration,
+    ) -> Result<String, String> {
+        if Self::is_vm(id) {
+            self.libvirt()
+                .map_err(|e| e.to_string())?
+                .reach(id, addr, send, limit)
+                .await
+        } else {
+            super::reach::tcp(addr, send, limit).await
+        }
+    }
+
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         if Self::is_vm(id) {
             self.libvirt()?.logs(id, tail).await

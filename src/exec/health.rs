@@ -6,8 +6,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::substitute::Values;
@@ -103,15 +101,11 @@ async fn probe_once<B: Backend>(
             }
         }
         Probe::Tcp { port, network } => {
-            let ip = addresses
-                .get(network)
+            let ip = address(backend, id, addresses, Some(network))
+                .await
                 .ok_or_else(|| format!("the node has no address on {network}"))?;
-            let addr = SocketAddr::from((*ip, *port));
-            match tokio::time::timeout(attempt_limit, TcpStream::connect(addr)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-                Err(_) => Err(format!("connect to {addr}: timed out")),
-            }
+            let addr = SocketAddr::from((ip, *port));
+            backend.reach(id, addr, None, attempt_limit).await.map(drop)
         }
         Probe::Exec { run } => {
             let argv = values.argv(run)?;
@@ -128,13 +122,23 @@ async fn probe_once<B: Backend>(
             }
         }
         Probe::Http { port, path, status } => {
-            let ip = primary
-                .and_then(|n| addresses.get(n))
-                .or_else(|| addresses.values().next())
-                .ok_or_else(|| "the node has no address".to_string())?;
-            let got = tokio::time::timeout(attempt_limit, http_status(*ip, *port, path))
+            let on_primary = address(backend, id, addresses, primary).await;
+            let ip = match on_primary {
+                Some(ip) => ip,
+                None => address(backend, id, addresses, None)
+                    .await
+                    .ok_or_else(|| "the node has no address".to_string())?,
+            };
+            let what = format!("GET http://{ip}:{port}{path}");
+            let request = format!(
+                "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: benchscale\r\n\r\n"
+            );
+            let addr = SocketAddr::from((ip, *port));
+            let head = backend
+                .reach(id, addr, Some(&request), attempt_limit)
                 .await
-                .map_err(|_| format!("GET http://{ip}:{port}{path}: timed out"))??;
+                .map_err(|e| format!("{what}: {e}"))?;
+            let got = status_code(&head).ok_or_else(|| format!("{what}: not an HTTP response"))?;
             if got == *status {
                 Ok(())
             } else {
@@ -169,28 +173,29 @@ async fn probe_once<B: Backend>(
     }
 }
 
-/// A minimal HTTP/1.0 GET that returns the status code.
-async fn http_status(ip: Ipv4Addr, port: u16, path: &str) -> Result<u16, String> {
-    let what = format!("GET http://{ip}:{port}{path}");
-    let mut stream = TcpStream::connect((ip, port))
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: benchscale\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("{what}: not an HTTP response"))
+/// The node's address on `network` (on any, when `None` or when it has
+/// none there). The addresses known when the wait began come first; a
+/// node that had none then (a VM waiting for DHCP) is asked again.
+async fn address<B: Backend>(
+    backend: &B,
+    id: &str,
+    known: &BTreeMap<String, Ipv4Addr>,
+    network: Option<&str>,
+) -> Option<Ipv4Addr> {
+    let pick = |addresses: &BTreeMap<String, Ipv4Addr>| match network {
+        Some(n) => addresses.get(n).copied(),
+        None => addresses.values().next().copied(),
+    };
+    if let Some(ip) = pick(known) {
+        return Some(ip);
+    }
+    let now = backend.status(id).await.ok()?;
+    pick(&now.addresses)
+}
+
+/// The status code of an HTTP response's first line.
+fn status_code(head: &str) -> Option<u16> {
+    head.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A node's health, as `status` shows it.
@@ -391,4 +396,62 @@ pub async fn wait_healthy<B: Backend>(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::fake::{FakeBackend, FakeNode};
+
+    /// A VM that got its address by DHCP after the wait for it began.
+    #[tokio::test]
+    async fn a_tcp_condition_asks_again_for_an_address_that_came_late() {
+        let backend = FakeBackend::new();
+        let ip = Ipv4Addr::new(10, 9, 0, 7);
+        backend.state.lock().unwrap().nodes.insert(
+            "vm:x".into(),
+            FakeNode {
+                lab: "l".into(),
+                name: "x".into(),
+                spec_hash: String::new(),
+                state: RunState::Running,
+                networks: [("lan".to_string(), Some(ip))].into(),
+                started_at: None,
+            },
+        );
+        let (known, values, permits) = (
+            BTreeMap::new(),
+            Values::default(),
+            tokio::sync::Semaphore::new(1),
+        );
+        let target = Target {
+            id: "vm:x",
+            addresses: &known,
+            values: &values,
+            primary: Some("lan"),
+            permits: &permits,
+            console: false,
+        };
+        let check = |probe| HealthCheck {
+            probe,
+            timeout: Duration::from_secs(1),
+            interval: Duration::from_secs(1),
+            start_period: Duration::ZERO,
+        };
+        let tcp = check(Probe::Tcp {
+            port: 22,
+            network: "lan".into(),
+        });
+        assert_eq!(probe_once(&backend, &target, &tcp, None).await, Ok(()));
+        let elsewhere = check(Probe::Tcp {
+            port: 22,
+            network: "wan".into(),
+        });
+        assert_eq!(
+            probe_once(&backend, &target, &elsewhere, None).await,
+            Err("the node has no address on wan".into())
+        );
+        let reached = backend.state.lock().unwrap().reached.clone();
+        assert_eq!(reached, vec![SocketAddr::from((ip, 22))]);
+    }
 }

@@ -3,7 +3,8 @@
 //! The fake records every mutating call (`create a`, `start a`,
 //! `exec a: ...`, `delete a`), echoes the last argument of a command as its
 //! output, and fails commands that contain `fail`. Health conditions here
-//! are `exec` probes: TCP and HTTP cannot reach a fake node.
+//! are `exec` probes: every port of a fake node is open to `tcp` and
+//! `http` (which `reach` only records), so those would always pass.
 
 use std::path::Path;
 use std::sync::Arc;
