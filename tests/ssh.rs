@@ -1,157 +1,13 @@
-//! SSH sessions against a real `sshd`: no mocks.
-//!
-//! Each test starts its own `sshd` on 127.0.0.1 and a free high port, in
-//! the foreground, with a config, host key and authorized key of its own in
-//! a temporary folder (keys made by `keys.rs`), and kills it when done.
-//! Traffic never leaves the loopback address. Without `/usr/sbin/sshd` the
-//! tests fail: scripts/setup-host.sh installs openssh-server.
+//! SSH sessions against a real `sshd` (see `sshd`): no mocks. Traffic
+//! never leaves the loopback addresses.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use benchscale::backend::vm::keys::{KeyPair, ensure_key, generate_ed25519};
-use benchscale::backend::vm::ssh::{SshError, SshSession, SshTarget, connect, known_hosts_line};
+use benchscale::backend::vm::keys::{ensure_key, generate_ed25519};
+use benchscale::backend::vm::ssh::{HostLogin, SshError, SshTarget, connect, connect_host};
 
-const SSHD: &str = "/usr/sbin/sshd";
-const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-/// A private sshd, killed on drop.
-struct Sshd {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    host_key: KeyPair,
-    client_key: PathBuf,
-    user: String,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        assert!(
-            Path::new(SSHD).exists(),
-            "{SSHD} is needed for these tests: install openssh-server (scripts/setup-host.sh does)"
-        );
-        // sshd run as root refuses to start without its privilege
-        // separation folder, which only the distribution's service creates.
-        if is_root() {
-            std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let host_key = ensure_key(&dir.path().join("host_ed25519"), "host").unwrap();
-        let client_key = dir.path().join("client_ed25519");
-        let client = ensure_key(&client_key, "client").unwrap();
-        let authorized = dir.path().join("authorized_keys");
-        std::fs::write(&authorized, format!("{}\n", client.public_openssh)).unwrap();
-        let user = current_user();
-        let port = free_port();
-        let config = dir.path().join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "ListenAddress {LOOPBACK}:{port}\n\
-                 HostKey {host}\n\
-                 AuthorizedKeysFile {authorized}\n\
-                 PidFile {pid}\n\
-                 StrictModes no\n\
-                 UsePAM no\n\
-                 PubkeyAuthentication yes\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\n\
-                 AllowUsers {user}\n\
-                 LogLevel VERBOSE\n",
-                host = dir.path().join("host_ed25519").display(),
-                authorized = authorized.display(),
-                pid = dir.path().join("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
-        let mut child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sshd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((LOOPBACK, port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("sshd exited ({status}):\n{}", read_log(dir.path()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sshd {
-            child,
-            dir,
-            port,
-            host_key,
-            client_key,
-            user,
-        }
-    }
-
-    /// A target with the right client key and a known_hosts pinning
-    /// `pinned` (the server's real host key unless a test says otherwise).
-    fn target(&self, name: &str, pinned: Option<&KeyPair>) -> SshTarget {
-        let known_hosts = self.dir.path().join(format!("known_hosts-{name}"));
-        let key = pinned.unwrap_or(&self.host_key);
-        let line = known_hosts_line(&LOOPBACK.to_string(), self.port, &key.public_openssh);
-        std::fs::write(&known_hosts, format!("{line}\n")).unwrap();
-        SshTarget {
-            host: LOOPBACK.to_string(),
-            port: self.port,
-            user: self.user.clone(),
-            key: self.client_key.clone(),
-            known_hosts,
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-
-    async fn session(&self) -> SshSession {
-        let target = self.target("good", None);
-        connect(&target)
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e:?}\nsshd log:\n{}", read_log(self.dir.path())))
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read_log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-}
-
-fn is_root() -> bool {
-    command_output("id", &["-u"]) == "0"
-}
-
-fn current_user() -> String {
-    command_output("id", &["-un"])
-}
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect(program);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A port free on the loopback address right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((LOOPBACK, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().unwrap().port()
-}
+use crate::sshd::{Sshd, free_port};
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
@@ -289,7 +145,93 @@ async fn wrong_client_key_is_an_auth_failure() {
 async fn closed_port_is_unreachable() {
     let sshd = Sshd::start();
     let mut target = sshd.target("good", None);
-    target.port = free_port();
+    target.port = free_port(sshd.addr);
     let err = connect(&target).await.unwrap_err();
     assert!(matches!(err, SshError::Unreachable { .. }), "{err:?}");
+}
+
+/// The libvirt host's login, as a remote libvirt URI gives it.
+fn host_login(hop: &Sshd, known_hosts: std::path::PathBuf, accept_new: bool) -> HostLogin {
+    HostLogin {
+        host: hop.addr.to_string(),
+        user: Some(hop.user.clone()),
+        port: Some(hop.port),
+        keyfile: Some(hop.client_key.clone()),
+        known_hosts: Some(known_hosts),
+        accept_new_host_key: accept_new,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn a_guest_is_reached_through_the_libvirt_host_and_still_pinned() {
+    let hop = Sshd::start_on(Ipv4Addr::new(127, 0, 0, 2));
+    let closed = Sshd::start_with(Ipv4Addr::new(127, 0, 0, 2), "AllowTcpForwarding no");
+    let guest = Sshd::start_on(Ipv4Addr::new(127, 0, 0, 3));
+    let host = connect_host(&host_login(&hop, hop.known_hosts("host", None), false))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the hop: {e:?}\n{}", hop.log()));
+    let out = host.exec(&["hostname".to_owned()]).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{out:?}");
+
+    let behind = |hop: &benchscale::backend::vm::ssh::SshSession, pinned| SshTarget {
+        via: Some(hop.control_socket().to_owned()),
+        ..guest.target("behind", pinned)
+    };
+    let session = connect(&behind(&host, None))
+        .await
+        .unwrap_or_else(|e| panic!("connect through the hop: {e:?}\n{}", hop.log()));
+    let out = session
+        .exec(&["echo".to_owned(), "through".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "through\n");
+
+    // Through the hop, the guest's key is checked as strictly as directly.
+    let other = generate_ed25519("impostor").unwrap();
+    let err = connect(&behind(&host, Some(&other))).await.unwrap_err();
+    assert!(matches!(err, SshError::HostKeyMismatch { .. }), "{err:?}");
+
+    // A hop that forwards nothing: the guest cannot be reached, which shows
+    // the connection above really went through the hop.
+    let no_forwarding = connect_host(&host_login(
+        &closed,
+        closed.known_hosts("host", None),
+        false,
+    ))
+    .await
+    .unwrap();
+    let err = connect(&behind(&no_forwarding, None)).await.unwrap_err();
+    assert!(!matches!(err, SshError::HostKeyMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_libvirt_host_key_is_refused_unless_the_uri_says_no_verify() {
+    let hop = Sshd::start_on(Ipv4Addr::new(127, 0, 0, 2));
+    let known_hosts = hop.dir.path().join("known_hosts-empty");
+    std::fs::write(&known_hosts, "").unwrap();
+    let err = connect_host(&host_login(&hop, known_hosts.clone(), false))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), "");
+
+    // no_verify=1: accepted and remembered, as libvirt does.
+    let session = connect_host(&host_login(&hop, known_hosts.clone(), true))
+        .await
+        .unwrap();
+    session.close().await.unwrap();
+    let remembered = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        remembered.contains(&hop.host_key.public_key_without_comment()),
+        "{remembered}"
+    );
+
+    // A changed key is refused even so.
+    let other = generate_ed25519("impostor").unwrap();
+    let pinned = hop.known_hosts("changed", Some(&other));
+    let err = connect_host(&host_login(&hop, pinned, true))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::HostKeyMismatch { .. }), "{err:?}");
 }

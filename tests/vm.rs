@@ -333,6 +333,7 @@ fn a_bad_libvirt_uri_or_daemon_fails_before_anything_is_made() {
         "qemu:///nonexistent",
         "foo://",
         "qemu+unix:///system?socket=/nonexistent.sock",
+        "qemu+ssh://root@lab-host.invalid/system",
     ] {
         for args in [
             vec!["apply", lab.file.to_str().expect("utf-8 path")],
@@ -353,17 +354,18 @@ fn a_bad_libvirt_uri_or_daemon_fails_before_anything_is_made() {
         }
         assert_nothing_made(&lab);
     }
-    // Another machine is refused by name, before any connection.
-    let uri = "qemu+ssh://root@lab-host.invalid/system";
+    // Another machine without SSH is refused by name, before any
+    // connection.
+    let uri = "qemu+tcp://lab-host.invalid/system";
     let mut cmd = lab.command(&["apply", lab.file.to_str().expect("utf-8 path")]);
     cmd.env("BENCHSCALE_LIBVIRT_URI", uri);
     let run = lab.run_with(cmd, Duration::from_secs(60));
-    run.expect_code(1, "apply with a remote libvirt URI");
+    run.expect_code(1, "apply with a remote libvirt URI without SSH");
     assert_says(
         &run,
         "runs on another machine (lab-host.invalid)",
         "the host",
     );
-    assert_says(&run, "qemu:///system", "the fix");
+    assert_says(&run, "qemu+ssh://user@lab-host.invalid/system", "the fix");
     assert_nothing_made(&lab);
 }

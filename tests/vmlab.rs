@@ -16,7 +16,8 @@
 //! would only slow each other down past their timeouts.
 //!
 //! Slots in use: vm 1-9 (1 Debian, 2 panic, 5-9 errors; subnets
-//! 10.237.N.0/24), vm_drift 10-19 (10.238.N.0/24).
+//! 10.237.N.0/24), vm_drift 10-19 (10.238.N.0/24), vm_remote 20
+//! (10.237.20.0/24).
 //!
 //! These tests never skip: without libvirtd and the VM images they fail,
 //! saying what to run.
@@ -151,7 +152,15 @@ pub struct VmLab {
     dir: Scratch,
     state: Scratch,
     overlays: Scratch,
+    remote: Option<Remote>,
     _serial: Option<MutexGuard<'static, ()>>,
+}
+
+/// A libvirt "on another machine": its URI, and the folders this machine
+/// must not touch (see [`VmLab::remote`]).
+struct Remote {
+    uri: String,
+    hidden: Vec<PathBuf>,
 }
 
 impl VmLab {
@@ -185,6 +194,7 @@ impl VmLab {
             state: Scratch::new(&format!("{name}-state")),
             overlays: Scratch::new(&format!("{name}-overlays")),
             dir,
+            remote: None,
             _serial: serial,
         };
         lab.write(yaml);
@@ -217,10 +227,48 @@ impl VmLab {
         format!("bs-{}-{name}", self.name)
     }
 
+    /// Every command of this lab talks to libvirt at `uri`, and runs in a
+    /// mount namespace of its own where each folder of `hidden` is an
+    /// empty tmpfs: files of a libvirt host that benchscale must reach
+    /// through the host, never here, such as the base images and the
+    /// overlay folder.
+    pub fn remote(mut self, uri: &str, hidden: &[&Path]) -> Self {
+        self.remote = Some(Remote {
+            uri: uri.to_owned(),
+            hidden: hidden.iter().map(|p| p.to_path_buf()).collect(),
+        });
+        self
+    }
+
     /// The binary with `args`, the lab's folders, no configuration file
     /// and no `BENCHSCALE_*` variable of the caller.
     pub fn command(&self, args: &[&str]) -> Command {
-        command(args, &self.dir.0, &self.state.0, &self.overlays.0)
+        let cmd = command(args, &self.dir.0, &self.state.0, &self.overlays.0);
+        let Some(remote) = &self.remote else {
+            return cmd;
+        };
+        let mut hiding = Command::new("unshare");
+        hiding
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "n=$1; shift; while [ \"$n\" -gt 0 ]; do \
+                 mount -t tmpfs -o size=1m,mode=0700 benchscale-hidden \"$1\" || exit 97; \
+                 shift; n=$((n - 1)); done; exec \"$@\"",
+            )
+            .arg("sh")
+            .arg(remote.hidden.len().to_string())
+            .args(&remote.hidden)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .current_dir(&self.dir.0);
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => hiding.env(key, value),
+                None => hiding.env_remove(key),
+            };
+        }
+        hiding.env("BENCHSCALE_LIBVIRT_URI", &remote.uri);
+        hiding
     }
 
     /// Runs a prepared command; kills it and panics after `limit`.

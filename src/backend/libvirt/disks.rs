@@ -2,9 +2,6 @@
 //! folder of overlays, seeds and console logs.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use super::super::BackendError;
 
 /// Where a lab's files live: `<overlay_dir>/<lab>/`.
 #[derive(Debug, Clone)]
@@ -31,11 +28,9 @@ impl LabFiles {
         self.dir.join(format!("{node}.console.log"))
     }
 
-    /// Removes a node's files; missing ones are fine.
-    pub fn remove_node(&self, node: &str) {
-        for path in [self.overlay(node), self.seed(node), self.console_log(node)] {
-            let _ = std::fs::remove_file(path);
-        }
+    /// A node's files: overlay, seed and console log.
+    pub fn of_node(&self, node: &str) -> Vec<PathBuf> {
+        vec![self.overlay(node), self.seed(node), self.console_log(node)]
     }
 }
 
@@ -50,74 +45,97 @@ pub fn resolve(base_image_path: &Path, name: &str) -> PathBuf {
     }
 }
 
-/// `qcow2` or `raw`, from the file's magic bytes.
-pub fn format_of(path: &Path) -> std::io::Result<&'static str> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path)?;
-    let n = file.read(&mut magic)?;
-    Ok(if n == 4 && magic == *b"QFI\xfb" {
-        "qcow2"
-    } else {
-        "raw"
-    })
-}
-
-/// The size the guest sees: a qcow2 header's size field, or a raw file's
-/// length.
-pub fn virtual_size(path: &Path, format: &str) -> std::io::Result<u64> {
-    use std::io::Read;
-    if format == "qcow2" {
-        let mut header = [0u8; 32];
-        std::fs::File::open(path)?.read_exact(&mut header)?;
+/// What an overlay of a base image needs from the base: its format
+/// (`qcow2` or `raw`, from its magic bytes) and, when the overlay is to be
+/// larger, the size to give `qemu-img`. `header` is the base's first 32
+/// bytes (fewer for a tiny file), `len` its length in bytes.
+pub fn overlay_shape(
+    header: &[u8],
+    len: u64,
+    size_gib: Option<u64>,
+) -> (&'static str, Option<String>) {
+    let qcow2 = header.starts_with(b"QFI\xfb") && header.len() >= 32;
+    let (format, virtual_size) = if qcow2 {
         let mut size = [0u8; 8];
         size.copy_from_slice(&header[24..32]);
-        Ok(u64::from_be_bytes(size))
+        ("qcow2", u64::from_be_bytes(size))
     } else {
-        Ok(std::fs::metadata(path)?.len())
-    }
+        ("raw", len)
+    };
+    // Only ever grow: an overlay smaller than its base would cut it off.
+    let size = size_gib
+        .filter(|g| g.saturating_mul(1 << 30) > virtual_size)
+        .map(|g| format!("{g}G"));
+    (format, size)
 }
 
-/// Creates a qcow2 overlay backed by `base`, grown to `size_gib` if given.
-/// Creating an overlay writes only a header, so it takes the same short
-/// time whatever the size of the base; the base is never written.
-///
-/// # Errors
-///
-/// The base is missing or `qemu-img` fails.
-pub fn create_overlay(
+/// `qemu-img create` of a qcow2 overlay backed by `base`. Creating an
+/// overlay writes only a header, so it takes the same short time whatever
+/// the size of the base; the base is never written.
+pub fn qemu_img_create(
     base: &Path,
     overlay: &Path,
-    size_gib: Option<u64>,
-) -> Result<(), BackendError> {
-    let api = |message: String| BackendError::Api {
-        operation: format!("create overlay {}", overlay.display()),
-        message,
-    };
-    let format = format_of(base).map_err(|e| BackendError::ImageMissing {
-        image: base.display().to_string(),
-        message: e.to_string(),
-    })?;
-    if let Some(parent) = overlay.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| api(e.to_string()))?;
+    format: &str,
+    size: Option<String>,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    args.push(base.display().to_string());
+    args.push(overlay.display().to_string());
+    args.extend(size);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qcow2_header(virtual_size: u64) -> Vec<u8> {
+        let mut header = b"QFI\xfb".to_vec();
+        header.resize(24, 0);
+        header.extend(virtual_size.to_be_bytes());
+        header
     }
-    let _ = std::fs::remove_file(overlay);
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-        .arg(base)
-        .arg(overlay);
-    // Only ever grow: an overlay smaller than its base would cut it off.
-    if let Some(gib) =
-        size_gib.filter(|g| g.saturating_mul(1 << 30) > virtual_size(base, format).unwrap_or(0))
-    {
-        cmd.arg(format!("{gib}G"));
+
+    #[test]
+    fn overlays_only_grow_past_the_base() {
+        let two = 2 << 30;
+        assert_eq!(
+            overlay_shape(&qcow2_header(two), 900, Some(4)),
+            ("qcow2", Some("4G".into()))
+        );
+        assert_eq!(
+            overlay_shape(&qcow2_header(two), 900, Some(1)),
+            ("qcow2", None)
+        );
+        assert_eq!(
+            overlay_shape(&qcow2_header(two), 900, None),
+            ("qcow2", None)
+        );
+        assert_eq!(overlay_shape(&[0; 32], two, Some(2)), ("raw", None));
+        assert_eq!(
+            overlay_shape(&[0; 32], two, Some(3)),
+            ("raw", Some("3G".into()))
+        );
+        // A short file cannot be a qcow2 image.
+        assert_eq!(overlay_shape(b"QFI\xfb", 4, None), ("raw", None));
     }
-    let out = cmd
-        .output()
-        .map_err(|e| api(format!("cannot run qemu-img: {e} (install qemu-utils)")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(api(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+
+    #[test]
+    fn qemu_img_gets_the_backing_format_and_size() {
+        let args = qemu_img_create(
+            Path::new("/b/base.raw"),
+            Path::new("/o/n.qcow2"),
+            "raw",
+            Some("4G".into()),
+        );
+        assert_eq!(
+            args.join(" "),
+            "qemu-img create -q -f qcow2 -F raw -b /b/base.raw /o/n.qcow2 4G"
+        );
     }
 }

@@ -82,38 +82,85 @@ pub async fn create(
     backend: &LibvirtBackend,
     request: &CreateRequest,
 ) -> Result<String, BackendError> {
-    let settings = backend.settings.clone();
-    let request = request.clone();
-    let conn = backend.conn.clone();
     let domain_type = backend.domain_type().await?;
-    // The domain XML needs the backend; build it before moving to the
-    // blocking pool.
     let files = backend.files(&request.lab);
     let xml = domain_xml(
         backend,
-        &request,
+        request,
         Some(&files.seed(&request.node)),
         domain_type,
     );
-    blocking(move || {
-        let result = create_blocking(&conn, &settings, &files, &request, &xml);
-        if result.is_err() {
-            // Nothing half-made stays behind.
-            files.remove_node(&request.node);
-            forget_keys(&settings.state_dir, &request.lab, &request.node);
-        }
-        result
-    })
-    .await
+    let result = create_parts(backend, request, &files, xml).await;
+    if result.is_err() {
+        // Nothing half-made stays behind.
+        backend
+            .host
+            .remove_files(files.of_node(&request.node))
+            .await;
+        let state_dir = backend.settings.state_dir.clone();
+        let (lab, node) = (request.lab.clone(), request.node.clone());
+        let _ = blocking(move || {
+            forget_keys(&state_dir, &lab, &node);
+            Ok(())
+        })
+        .await;
+    }
+    result
 }
 
-fn create_blocking(
+/// A static DHCP reservation still to make: network, `<host>` XML, address.
+type Lease = (String, String, Ipv4Addr);
+
+async fn create_parts(
+    backend: &LibvirtBackend,
+    request: &CreateRequest,
+    files: &LabFiles,
+    domain_xml: String,
+) -> Result<String, BackendError> {
+    let settings = &backend.settings;
+    let vm = request.vm.clone().ok_or_else(|| BackendError::Api {
+        operation: format!("create VM {}", resource_name(&request.lab, &request.node)),
+        message: "the request has no VM settings".into(),
+    })?;
+    // Every file the VM boots from is looked for before anything is made.
+    let base = disks::resolve(&settings.base_image_path, &request.image);
+    let wanted =
+        std::iter::once(&request.image).chain([&vm.kernel, &vm.initrd].into_iter().flatten());
+    for image in wanted {
+        let path = disks::resolve(&settings.base_image_path, image);
+        if !backend.host.is_file(&path).await? {
+            return Err(BackendError::BaseImageMissing {
+                image: image.clone(),
+                path: path.display().to_string(),
+            });
+        }
+    }
+    let (conn, settings, request) = (backend.conn.clone(), settings.clone(), request.clone());
+    let node = request.node.clone();
+    let name = resource_name(&request.lab, &node);
+    let (seed_image, leases, conn) = blocking(move || {
+        let (image, leases) = prepare(&conn, &settings, &request, vm.user_data.clone())?;
+        Ok((image, leases, conn))
+    })
+    .await?;
+    backend
+        .host
+        .create_overlay(&base, &files.overlay(&node), vm.disk_gib)
+        .await?;
+    backend.host.truncate(&files.console_log(&node)).await?;
+    backend.host.write(&files.seed(&node), seed_image).await?;
+    blocking(move || reserve_and_define(&conn, &name, &leases, &domain_xml)).await
+}
+
+/// The lab's client key and the VM's host key (made here), and the
+/// cloud-init seed; the static DHCP reservations that are still to make.
+/// Local files and libvirt lookups: runs on the blocking pool.
+fn prepare(
     conn: &Connect,
     settings: &super::Settings,
-    files: &LabFiles,
     request: &CreateRequest,
-    domain_xml: &str,
-) -> Result<String, BackendError> {
+    user_data: Option<String>,
+) -> Result<(Vec<u8>, Vec<Lease>), BackendError> {
     let name = resource_name(&request.lab, &request.node);
     let io = |what: &str| {
         let operation = format!("{what} for VM {name}");
@@ -122,30 +169,6 @@ fn create_blocking(
             message: e.to_string(),
         }
     };
-    let vm = request.vm.clone().ok_or_else(|| BackendError::Api {
-        operation: format!("create VM {name}"),
-        message: "the request has no VM settings".into(),
-    })?;
-    let base = disks::resolve(&settings.base_image_path, &request.image);
-    if !base.is_file() {
-        return Err(BackendError::BaseImageMissing {
-            image: request.image.clone(),
-            path: base.display().to_string(),
-        });
-    }
-    for file in [&vm.kernel, &vm.initrd].into_iter().flatten() {
-        let path = disks::resolve(&settings.base_image_path, file);
-        if !path.is_file() {
-            return Err(BackendError::BaseImageMissing {
-                image: file.clone(),
-                path: path.display().to_string(),
-            });
-        }
-    }
-    std::fs::create_dir_all(&files.dir).map_err(io("create the lab folder"))?;
-    disks::create_overlay(&base, &files.overlay(&request.node), vm.disk_gib)?;
-    let _ = std::fs::File::create(files.console_log(&request.node));
-
     // Keys: the lab's client key, and a fresh host key for this instance,
     // injected through cloud-init so the known_hosts entry exists before
     // the first connection.
@@ -166,10 +189,10 @@ fn create_blocking(
     let mut leases = Vec::new();
     for (i, (logical, _, ip)) in request.networks.iter().enumerate() {
         let mac = xml::mac(&request.lab, &request.node, logical);
-        let net = conn
-            .lookup_network_by_name(&resource_name(&request.lab, logical))
-            .map_err(super::api(format!("find network {logical}")))?;
-        let net_xml = net
+        let network = resource_name(&request.lab, logical);
+        let net_xml = conn
+            .lookup_network_by_name(&network)
+            .map_err(super::api(format!("find network {logical}")))?
             .xml_desc(0)
             .map_err(super::api(format!("read network {logical}")))?;
         let (prefix, gateway) = network_facts(&net_xml);
@@ -182,11 +205,8 @@ fn create_blocking(
         });
         // A network made in this apply reserved the address already.
         if let Some(ip) = ip.filter(|ip| static_leases(&net_xml).get(&mac) != Some(ip)) {
-            leases.push((
-                net,
-                format!("<host mac='{mac}' name='{}' ip='{ip}'/>", request.node),
-                ip,
-            ));
+            let host = format!("<host mac='{mac}' name='{}' ip='{ip}'/>", request.node);
+            leases.push((network, host, ip));
         }
     }
     let input = cloud_init::SeedInput {
@@ -201,28 +221,47 @@ fn create_blocking(
         authorized_key: client.public_openssh.clone(),
         host_key: host,
         interfaces,
-        user_data: vm.user_data.clone(),
+        user_data,
     };
     let documents = cloud_init::render(&input);
     let image = seed::build_seed(&documents.files()).map_err(io("build the cloud-init seed"))?;
-    std::fs::write(files.seed(&request.node), image).map_err(io("write the cloud-init seed"))?;
+    Ok((image, leases))
+}
 
-    for (net, host, ip) in &leases {
+/// Makes the DHCP reservations and defines the domain; takes the
+/// reservations back if the domain cannot be defined.
+fn reserve_and_define(
+    conn: &Connect,
+    name: &str,
+    leases: &[Lease],
+    domain_xml: &str,
+) -> Result<String, BackendError> {
+    let mut reserved = Vec::new();
+    let undo = |reserved: &[(virt::network::Network, &str)]| {
+        for (net, host) in reserved {
+            let _ = update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, host);
+        }
+    };
+    for (network, host, ip) in leases {
+        let net = conn
+            .lookup_network_by_name(network)
+            .map_err(super::api(format!("find network {network}")))?;
         // A lease left by an earlier instance would block the new one.
         let _ = update_hosts(
-            net,
+            &net,
             sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
             &format!("<host ip='{ip}'/>"),
         );
-        update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, host)
-            .map_err(super::api(format!("reserve {ip} for VM {name}")))?;
+        if let Err(e) = update_hosts(&net, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, host) {
+            undo(&reserved);
+            return Err(super::api(format!("reserve {ip} for VM {name}"))(e));
+        }
+        reserved.push((net, host.as_str()));
     }
     match conn.define_domain_xml(domain_xml) {
         Ok(_) => Ok(format!("{}{name}", super::DOMAIN_ID_PREFIX)),
         Err(e) => {
-            for (net, host, _) in &leases {
-                let _ = update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, host);
-            }
+            undo(&reserved);
             Err(super::api(format!("define VM {name}"))(e))
         }
     }
@@ -308,16 +347,19 @@ fn status_blocking(conn: &Connect, id: &str) -> Result<(NodeStatus, Ownership), 
 /// known_hosts for the address it has now. Runs on the blocking pool: a
 /// libvirt lookup and file writes.
 async fn target(backend: &LibvirtBackend, id: &str) -> Result<ssh::SshTarget, BackendError> {
+    // A guest of a remote libvirt is reached through its host.
+    let via = backend.host.via().await?;
     let conn = backend.conn.clone();
     let settings = backend.settings.clone();
     let id = id.to_string();
-    blocking(move || target_blocking(&conn, &settings, &id)).await
+    blocking(move || target_blocking(&conn, &settings, &id, via)).await
 }
 
 fn target_blocking(
     conn: &Connect,
     settings: &super::Settings,
     id: &str,
+    via: Option<PathBuf>,
 ) -> Result<ssh::SshTarget, BackendError> {
     let (status, owner) = status_blocking(conn, id)?;
     if status.state != RunState::Running {
@@ -353,6 +395,7 @@ fn target_blocking(
         key: ssh_dir(&settings.state_dir, &owner.lab).join("id_ed25519"),
         known_hosts,
         connect_timeout: Duration::from_secs(settings.ssh_timeout_secs),
+        via,
     })
 }
 

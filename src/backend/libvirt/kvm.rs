@@ -22,8 +22,14 @@ const CACHE_FILE: &str = "kvm-probe";
 
 /// `kvm` when a KVM guest really runs on the daemon at `uri`, else `qemu`.
 /// For a local daemon (`qemu:///…`) the answer of an earlier probe since
-/// the last boot is reused.
-pub fn detect_domain_type(conn: &Connect, uri: &str, state_dir: &Path) -> &'static str {
+/// the last boot is reused. On a `remote` daemon's machine, whether
+/// `/dev/kvm` exists cannot be seen from here: the probe guest tells.
+pub fn detect_domain_type(
+    conn: &Connect,
+    uri: &str,
+    state_dir: &Path,
+    remote: bool,
+) -> &'static str {
     let key = cache_key(uri);
     let cache = state_dir.join(CACHE_FILE);
     if let Some(key) = &key
@@ -31,7 +37,11 @@ pub fn detect_domain_type(conn: &Connect, uri: &str, state_dir: &Path) -> &'stat
     {
         return known;
     }
-    let found = probe(conn);
+    let found = if !remote && !Path::new("/dev/kvm").exists() {
+        "qemu"
+    } else {
+        probe(conn)
+    };
     if let Some(key) = key {
         // A cache that cannot be written only costs the next apply a probe.
         let _ = std::fs::create_dir_all(state_dir)
@@ -67,9 +77,6 @@ fn cached(cache: &Path, key: &str) -> Option<&'static str> {
 
 /// Starts a transient KVM guest and watches it for [`PROBE_HOLD`].
 fn probe(conn: &Connect) -> &'static str {
-    if !Path::new("/dev/kvm").exists() {
-        return "qemu";
-    }
     let name = format!("bs-kvm-probe-{}", std::process::id());
     let xml = format!(
         "<domain type='kvm'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><cpu mode='host-passthrough'/><devices><memballoon model='none'/></devices></domain>"

@@ -4,16 +4,22 @@
 //! libvirt calls block, so every one runs on the blocking pool. libvirt's
 //! habit of printing every error to stderr is switched off at connect, so
 //! it cannot break the progress display; errors come back as values.
+//!
+//! The daemon may run on another machine (`uri`): the VM's files are then
+//! written there and its guests reached through it (`host`).
 
 mod disks;
 mod guest;
+mod host;
 mod kvm;
+mod uri;
 pub mod xml;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
@@ -77,6 +83,8 @@ pub struct LibvirtBackend {
     /// Open SSH sessions by domain id: opening one costs seconds under
     /// emulation, so steps and probes share it.
     sessions: guest::Sessions,
+    /// The machine the daemon runs on, for files and routes to guests.
+    host: host::Host,
 }
 
 fn api(operation: impl Into<String>) -> impl FnOnce(virt::error::Error) -> BackendError {
@@ -98,22 +106,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// The host a libvirt URI names, unless it is this machine: overlays,
-/// seeds and console logs are local files, which a daemon elsewhere would
-/// not see. `qemu+ssh://root@localhost/system` is local.
-fn remote_host(uri: &str) -> Option<String> {
-    let (_, rest) = uri.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(bracketed) = host.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    let local = ["", "localhost", "127.0.0.1", "::1"];
-    (!local.contains(&host.to_ascii_lowercase().as_str())).then(|| host.to_string())
-}
-
 fn domain_name(id: &str) -> &str {
     id.strip_prefix(DOMAIN_ID_PREFIX).unwrap_or(id)
 }
@@ -127,12 +119,16 @@ impl LibvirtBackend {
     ///
     /// # Errors
     ///
-    /// The daemon does not answer at the URI.
+    /// The daemon does not answer at the URI, or the URI names another
+    /// machine without SSH.
     pub async fn connect(settings: Settings) -> Result<Self, BackendError> {
         let uri = settings.uri.clone();
-        if let Some(host) = remote_host(&uri) {
-            return Err(BackendError::LibvirtRemote { uri, host });
-        }
+        let timeout = Duration::from_secs(settings.ssh_timeout_secs);
+        let place = uri::place(&uri, timeout).map_err(|e| BackendError::LibvirtRemote {
+            uri: uri.clone(),
+            host: e.host,
+        })?;
+        let host = host::Host::new(place, &uri);
         let conn = blocking(move || {
             virt::error::clear_error_callback();
             Connect::open(Some(&uri)).map_err(|e| BackendError::LibvirtUnreachable {
@@ -146,6 +142,7 @@ impl LibvirtBackend {
             settings,
             domain_type: tokio::sync::OnceCell::new(),
             sessions: guest::Sessions::default(),
+            host,
         })
     }
 
@@ -155,12 +152,11 @@ impl LibvirtBackend {
         self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
-        let overlay_dir = self.settings.overlay_dir.clone();
         let state_dir = self.settings.state_dir.clone();
-        blocking(move || {
+        let removed = blocking(move || {
             let (domain, owner, xml) = match Self::find_domain(&conn, &id) {
                 Ok(found) => found,
-                Err(BackendError::NotFound { .. }) => return Ok(()),
+                Err(BackendError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e),
             };
             if domain.is_active().unwrap_or(false) {
@@ -174,11 +170,15 @@ impl LibvirtBackend {
             domain
                 .undefine()
                 .map_err(api(format!("remove VM {}", domain_name(&id))))?;
-            LabFiles::new(&overlay_dir, &owner.lab).remove_node(&owner.name);
             guest::forget_keys(&state_dir, &owner.lab, &owner.name);
-            Ok(())
+            Ok(Some(owner))
         })
-        .await
+        .await?;
+        if let Some(owner) = removed {
+            let files = self.files(&owner.lab).of_node(&owner.name);
+            self.host.remove_files(files).await;
+        }
+        Ok(())
     }
 
     /// `kvm` or `qemu`: what domains are created as.
@@ -197,7 +197,11 @@ impl LibvirtBackend {
                     DomainType::Auto => {
                         let (uri, state_dir) =
                             (self.settings.uri.clone(), self.settings.state_dir.clone());
-                        blocking(move || Ok(kvm::detect_domain_type(&conn, &uri, &state_dir))).await
+                        let remote = self.host.is_remote();
+                        blocking(move || {
+                            Ok(kvm::detect_domain_type(&conn, &uri, &state_dir, remote))
+                        })
+                        .await
                     }
                 }
             })
@@ -378,7 +382,7 @@ impl Backend for LibvirtBackend {
 
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         let path = disks::resolve(&self.settings.base_image_path, image);
-        if path.is_file() {
+        if self.host.is_file(&path).await? {
             Ok(())
         } else {
             Err(BackendError::BaseImageMissing {
@@ -463,16 +467,23 @@ impl Backend for LibvirtBackend {
         self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
-        let overlay_dir = self.settings.overlay_dir.clone();
+        let lookup = (conn.clone(), id.clone());
+        let owner = blocking(move || {
+            let (domain, owner, _) = Self::find_domain(&lookup.0, &lookup.1)?;
+            Ok((!domain.is_active().unwrap_or(false)).then_some(owner))
+        })
+        .await?;
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        // Each boot starts a fresh console log, so console conditions
+        // judge this boot and not an earlier one.
+        let log = self.files(&owner.lab).console_log(&owner.name);
+        if let Err(e) = self.host.truncate(&log).await {
+            tracing::debug!(vm = %domain_name(&id), error = %e, "could not empty the console log");
+        }
         blocking(move || {
-            let (domain, owner, _) = Self::find_domain(&conn, &id)?;
-            if domain.is_active().unwrap_or(false) {
-                return Ok(());
-            }
-            // Each boot starts a fresh console log, so console conditions
-            // judge this boot and not an earlier one.
-            let log = LabFiles::new(&overlay_dir, &owner.lab).console_log(&owner.name);
-            let _ = std::fs::File::create(&log);
+            let (domain, _, _) = Self::find_domain(&conn, &id)?;
             domain
                 .create()
                 .map_err(api(format!("start VM {}", domain_name(&id))))?;
@@ -537,46 +548,38 @@ impl Backend for LibvirtBackend {
     }
 
     async fn forget_lab(&self, lab: &str) -> Result<(), BackendError> {
-        let files = self.files(lab);
-        let ssh = guest::ssh_dir(&self.settings.state_dir, lab);
-        blocking(move || {
-            for dir in [files.dir, ssh] {
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(BackendError::Api {
-                            operation: format!("remove {}", dir.display()),
-                            message: e.to_string(),
-                        });
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
+        // The overlay folder is on the libvirt host; keys are here.
+        self.host.remove_dir_all(&self.files(lab).dir).await?;
+        host::Host::Local
+            .remove_dir_all(&guest::ssh_dir(&self.settings.state_dir, lab))
+            .await
+    }
+
+    async fn reach(
+        &self,
+        _id: &str,
+        addr: SocketAddr,
+        send: Option<&str>,
+        limit: Duration,
+    ) -> Result<String, String> {
+        self.host.reach(addr, send, limit).await
     }
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         let conn = self.conn.clone();
         let id = id.to_string();
-        let overlay_dir = self.settings.overlay_dir.clone();
-        blocking(move || {
-            let (_, owner, _) = Self::find_domain(&conn, &id)?;
-            let path = LabFiles::new(&overlay_dir, &owner.lab).console_log(&owner.name);
-            let bytes = std::fs::read(&path).unwrap_or_default();
-            let text = String::from_utf8_lossy(&bytes).replace('\r', "");
-            Ok(match tail {
-                Some(n) => {
-                    let lines: Vec<&str> = text.lines().collect();
-                    let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
-                    out.push('\n');
-                    out
-                }
-                None => text,
-            })
+        let owner = blocking(move || Self::find_domain(&conn, &id).map(|(_, o, _)| o)).await?;
+        let path = self.files(&owner.lab).console_log(&owner.name);
+        let text = self.host.read(&path).await?.replace('\r', "");
+        Ok(match tail {
+            Some(n) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+                out.push('\n');
+                out
+            }
+            None => text,
         })
-        .await
     }
 }
 
@@ -641,32 +644,4 @@ fn domain_xml(
         boot: boot.as_ref(),
         nics: &nics,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::remote_host;
-
-    #[test]
-    fn only_uris_naming_another_machine_are_remote() {
-        for local in [
-            "qemu:///system",
-            "qemu:///session",
-            "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
-            "qemu+ssh://root@localhost/system",
-            "qemu+tcp://127.0.0.1:16509/system",
-            "qemu+ssh://[::1]/system",
-            "test:///default",
-        ] {
-            assert_eq!(remote_host(local), None, "{local}");
-        }
-        for (remote, host) in [
-            ("qemu+ssh://root@lab-host/system", "lab-host"),
-            ("qemu+tcp://10.0.0.5:16509/system", "10.0.0.5"),
-            ("qemu+ssh://user@[fd00::5]:2222/system", "fd00::5"),
-            ("qemu://other/system?no_verify=1", "other"),
-        ] {
-            assert_eq!(remote_host(remote).as_deref(), Some(host), "{remote}");
-        }
-    }
 }

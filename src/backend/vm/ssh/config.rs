@@ -30,7 +30,26 @@ pub(super) fn ssh_config(target: &SshTarget) -> Result<String, String> {
     for (name, value) in options {
         let _ = writeln!(text, "    {name} {value}");
     }
+    if let Some(socket) = &target.via {
+        let _ = writeln!(text, "    ProxyCommand {}", proxy_command(socket)?);
+    }
     Ok(text)
+}
+
+/// Reaches the host through the master connection at `socket` (`ssh -W`
+/// over its control socket: no second login). ssh runs it with `sh -c`
+/// after expanding `%` tokens, so the path is quoted for both.
+fn proxy_command(socket: &Path) -> Result<String, String> {
+    let text = socket
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", socket.display()))?;
+    if text.contains(['\'', '\n', '\r']) {
+        return Err(format!("{text:?} cannot be written in an ssh_config"));
+    }
+    Ok(format!(
+        "ssh -F /dev/null -o BatchMode=yes -S '{}' -W %h:%p benchscale-hop",
+        text.replace('%', "%%")
+    ))
 }
 
 /// A path as an `ssh_config` value: quoted (it may hold spaces) and with
@@ -59,6 +78,7 @@ mod tests {
             key: "/state/my lab/id_ed25519".into(),
             known_hosts: "/state/100%/known_hosts".into(),
             connect_timeout: Duration::from_secs(5),
+            via: None,
         };
         let text = ssh_config(&target).unwrap();
         for line in [
@@ -72,6 +92,23 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+        assert!(!text.contains("ProxyCommand"), "{text}");
+        let hop = SshTarget {
+            via: Some("/tmp/bs-ssh-1%x/master".into()),
+            ..target.clone()
+        };
+        let text = ssh_config(&hop).unwrap();
+        assert!(
+            text.contains(
+                "ProxyCommand ssh -F /dev/null -o BatchMode=yes -S '/tmp/bs-ssh-1%%x/master' -W %h:%p benchscale-hop"
+            ),
+            "{text}"
+        );
+        let bad_hop = SshTarget {
+            via: Some("/tmp/it's".into()),
+            ..target.clone()
+        };
+        assert!(ssh_config(&bad_hop).is_err());
         let bad = SshTarget {
             key: "/a\"b".into(),
             ..target

@@ -17,9 +17,10 @@
 
 mod config;
 mod error;
+mod host;
 mod upload;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
@@ -28,6 +29,7 @@ use tokio::io::AsyncReadExt;
 use config::ssh_config;
 pub use error::SshError;
 use error::{ConnectContext, classify_connect};
+pub use host::{HostLogin, connect_host};
 
 use crate::backend::ExecOutput;
 
@@ -45,6 +47,10 @@ pub struct SshTarget {
     /// How long to wait for the TCP connection and SSH banner; whole
     /// seconds, at least one.
     pub connect_timeout: Duration,
+    /// The control socket of a session to the machine the host is reached
+    /// through (a remote libvirt host, for its guests); `None` to connect
+    /// directly.
+    pub via: Option<PathBuf>,
 }
 
 impl SshTarget {
@@ -108,15 +114,7 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
         operation: "connect".into(),
         detail,
     };
-    if target.host.is_empty()
-        || target.host.starts_with('-')
-        || target
-            .host
-            .contains(|c: char| c.is_whitespace() || c == '@')
-        || target.user.is_empty()
-        || target.user.starts_with('-')
-        || target.user.contains(|c: char| c.is_whitespace())
-    {
+    if unsafe_for_ssh(&target.host) || unsafe_for_ssh(&target.user) {
         return Err(other(
             "the host or user name cannot be passed to ssh".into(),
         ));
@@ -168,35 +166,28 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
     })
 }
 
+/// A host or user name that `ssh` could take for an option or misread.
+fn unsafe_for_ssh(name: &str) -> bool {
+    name.is_empty()
+        || name.starts_with('-')
+        || name.contains(|c: char| c.is_whitespace() || c == '@')
+}
+
 fn ssh_on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("ssh").is_file()))
 }
 
-/// A private folder with the session's `ssh_config`. It also holds the
-/// control socket, so it is made under a short temporary path: a Unix
-/// socket path must fit in 108 bytes, which a lab's state folder may not.
+/// A private folder with the session's `ssh_config` and control socket.
 async fn session_dir(target: &SshTarget) -> Result<tempfile::TempDir, SshError> {
     let config = ssh_config(target).map_err(|detail| SshError::Other {
         target: target.label(),
         operation: "connect".into(),
         detail,
     })?;
-    let base = std::env::temp_dir();
-    let base = if base.as_os_str().len() <= 40 {
-        base
-    } else {
-        PathBuf::from("/tmp")
-    };
+    let dir = short_temp_dir(&target.label()).await?;
+    let path = dir.path().join("ssh_config");
     tokio::task::spawn_blocking(move || {
-        let dir = tempfile::Builder::new()
-            .prefix("bs-ssh-")
-            .tempdir_in(&base)
-            .map_err(|source| SshError::LocalFile {
-                path: base.clone(),
-                source,
-            })?;
-        let path = dir.path().join("ssh_config");
         std::fs::write(&path, config).map_err(|source| SshError::LocalFile { path, source })?;
         Ok(dir)
     })
@@ -208,10 +199,43 @@ async fn session_dir(target: &SshTarget) -> Result<tempfile::TempDir, SshError> 
     })?
 }
 
+/// A private folder for a control socket, under a short temporary path: a
+/// Unix socket path must fit in 108 bytes, which a lab's state folder may
+/// not.
+async fn short_temp_dir(label: &str) -> Result<tempfile::TempDir, SshError> {
+    let base = std::env::temp_dir();
+    let base = if base.as_os_str().len() <= 40 {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
+    tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix("bs-ssh-")
+            .tempdir_in(&base)
+            .map_err(|source| SshError::LocalFile {
+                path: base.clone(),
+                source,
+            })
+    })
+    .await
+    .map_err(|e| SshError::Other {
+        target: label.to_owned(),
+        operation: "connect".into(),
+        detail: e.to_string(),
+    })?
+}
+
 impl SshSession {
     /// `user@host:port` of this session.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The master connection's control socket: other `ssh` processes
+    /// (`ssh -S SOCKET -W host:port`) reach through it without logging in.
+    pub fn control_socket(&self) -> &Path {
+        self.session.control_socket()
     }
 
     /// Runs `argv` and waits for it. Each argument is quoted for the remote
