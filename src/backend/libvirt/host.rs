@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::disks;
+use super::kvm::Machine;
 use super::uri::Place;
 use crate::backend::vm::ssh::{self, HostLogin, SshSession};
 use crate::backend::{BackendError, ExecOutput, reach};
@@ -110,6 +111,31 @@ impl Host {
             message = format!("exit code {}", out.exit_code);
         }
         Err(remote_error(what, message))
+    }
+
+    /// What the KVM probe's answer depends on there.
+    ///
+    /// # Errors
+    ///
+    /// The libvirt host cannot be reached over SSH.
+    pub async fn machine(&self) -> Result<Machine, BackendError> {
+        match self {
+            Host::Local => Ok(Machine::here()),
+            Host::Remote { .. } => {
+                // Always two lines; the first is empty when the boot is
+                // unknown, and then nothing is kept.
+                let script = r#"echo "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+[ -e /dev/kvm ] && echo kvm || echo none"#;
+                let out = self
+                    .run("look at the machine", &["sh", "-c", script])
+                    .await?;
+                let mut lines = out.stdout.lines();
+                Ok(Machine {
+                    boot_id: lines.next().map(|b| b.trim().to_string()),
+                    dev_kvm: lines.next() == Some("kvm"),
+                })
+            }
+        }
     }
 
     /// Whether `path` is a regular file (or a link to one).

@@ -3,8 +3,8 @@
 //! Some hosts have a `/dev/kvm` whose guests abort at once (seen on our CI
 //! machines), so the only honest test is to start one: a transient,
 //! diskless domain with the host CPU. That costs a QEMU start (about two
-//! seconds), so the answer for a local daemon is kept in the state folder
-//! until the host reboots.
+//! seconds), so the answer is kept in the state folder until the daemon's
+//! machine reboots.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,28 +20,47 @@ const PROBE_POLL: Duration = Duration::from_millis(100);
 /// The file, in the state folder, that remembers the answer.
 const CACHE_FILE: &str = "kvm-probe";
 
+/// What the probe's answer depends on, as seen on the daemon's machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// `/proc/sys/kernel/random/boot_id`: changes when it reboots.
+    pub boot_id: Option<String>,
+    /// Whether `/dev/kvm` exists there.
+    pub dev_kvm: bool,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn here() -> Self {
+        Machine {
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|b| b.trim().to_string()),
+            dev_kvm: Path::new("/dev/kvm").exists(),
+        }
+    }
+}
+
 /// `kvm` when a KVM guest really runs on the daemon at `uri`, else `qemu`.
-/// For a local daemon (`qemu:///…`) the answer of an earlier probe since
-/// the last boot is reused. On a `remote` daemon's machine, whether
-/// `/dev/kvm` exists cannot be seen from here: the probe guest tells.
+/// The answer of an earlier probe of the same daemon since its machine
+/// last booted is reused.
 pub fn detect_domain_type(
     conn: &Connect,
     uri: &str,
+    machine: &Machine,
     state_dir: &Path,
-    remote: bool,
 ) -> &'static str {
-    let key = cache_key(uri);
+    if !machine.dev_kvm {
+        return "qemu";
+    }
+    let key = cache_key(uri, machine);
     let cache = state_dir.join(CACHE_FILE);
     if let Some(key) = &key
         && let Some(known) = cached(&cache, key)
     {
         return known;
     }
-    let found = if !remote && !Path::new("/dev/kvm").exists() {
-        "qemu"
-    } else {
-        probe(conn)
-    };
+    let found = probe(conn);
     if let Some(key) = key {
         // A cache that cannot be written only costs the next apply a probe.
         let _ = std::fs::create_dir_all(state_dir)
@@ -50,16 +69,11 @@ pub fn detect_domain_type(
     found
 }
 
-/// What the answer depends on: the daemon (local only: a remote host's
-/// reboots cannot be seen from here), the boot, and whether `/dev/kvm` is
-/// there. `None` when it cannot be kept.
-fn cache_key(uri: &str) -> Option<String> {
-    if !uri.starts_with("qemu:///") {
-        return None;
-    }
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let kvm = Path::new("/dev/kvm").exists();
-    Some(format!("{uri} boot={} dev-kvm={kvm}", boot.trim()))
+/// What the answer depends on: the daemon, its machine's boot, and whether
+/// `/dev/kvm` is there. `None` when the boot cannot be told.
+fn cache_key(uri: &str, machine: &Machine) -> Option<String> {
+    let boot = machine.boot_id.as_deref().filter(|b| !b.is_empty())?;
+    Some(format!("{uri} boot={boot} dev-kvm={}", machine.dev_kvm))
 }
 
 fn cached(cache: &Path, key: &str) -> Option<&'static str> {
@@ -104,11 +118,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_local_daemon_answer_is_kept_and_only_for_its_key() {
-        assert!(cache_key("qemu+ssh://root@host/system").is_none());
-        let Some(key) = cache_key("qemu:///system") else {
-            return; // no boot id on this kernel: nothing is kept
+    fn an_answer_is_kept_per_daemon_and_boot() {
+        let unknown = Machine {
+            boot_id: None,
+            dev_kvm: true,
         };
+        assert!(cache_key("qemu+ssh://root@host/system", &unknown).is_none());
+        let machine = Machine {
+            boot_id: Some("b-1".into()),
+            dev_kvm: true,
+        };
+        let key = cache_key("qemu:///system", &machine).unwrap();
+        assert_ne!(
+            Some(key.clone()),
+            cache_key("qemu+ssh://h/system", &machine)
+        );
         let dir = std::env::temp_dir().join(format!("bs-kvm-cache-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(CACHE_FILE);

@@ -197,9 +197,9 @@ impl LibvirtBackend {
                     DomainType::Auto => {
                         let (uri, state_dir) =
                             (self.settings.uri.clone(), self.settings.state_dir.clone());
-                        let remote = self.host.is_remote();
+                        let machine = self.host.machine().await?;
                         blocking(move || {
-                            Ok(kvm::detect_domain_type(&conn, &uri, &state_dir, remote))
+                            Ok(kvm::detect_domain_type(&conn, &uri, &machine, &state_dir))
                         })
                         .await
                     }
