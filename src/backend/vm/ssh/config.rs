@@ -40,28 +40,28 @@ pub(super) fn ssh_config(target: &SshTarget) -> Result<String, String> {
 /// over its control socket: no second login). ssh runs it with `sh -c`
 /// after expanding `%` tokens, so the path is quoted for both.
 fn proxy_command(socket: &Path) -> Result<String, String> {
-    let text = socket
-        .to_str()
-        .ok_or_else(|| format!("{} is not UTF-8", socket.display()))?;
-    if text.contains(['\'', '\n', '\r']) {
-        return Err(format!("{text:?} cannot be written in an ssh_config"));
-    }
     Ok(format!(
-        "ssh -F /dev/null -o BatchMode=yes -S '{}' -W %h:%p benchscale-hop",
-        text.replace('%', "%%")
+        "ssh -F /dev/null -o BatchMode=yes -S {} -W %h:%p benchscale-hop",
+        quoted(socket, '\'')?
     ))
 }
 
 /// A path as an `ssh_config` value: quoted (it may hold spaces) and with
 /// `%` doubled, since ssh expands `%` tokens in these options.
 fn config_path(path: &Path) -> Result<String, String> {
+    quoted(path, '"')
+}
+
+/// `path` between `quote`s, `%` doubled; refused when it holds the quote or
+/// a line break, which no quoting here can carry.
+fn quoted(path: &Path, quote: char) -> Result<String, String> {
     let text = path
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
-    if text.contains(['"', '\n', '\r']) {
+    if text.contains([quote, '\n', '\r']) {
         return Err(format!("{text:?} cannot be written in an ssh_config"));
     }
-    Ok(format!("\"{}\"", text.replace('%', "%%")))
+    Ok(format!("{quote}{}{quote}", text.replace('%', "%%")))
 }
 
 #[cfg(test)]

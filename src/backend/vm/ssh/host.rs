@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use openssh::{KnownHosts, SessionBuilder};
 
-use super::error::{ConnectContext, classify_connect};
-use super::{HANDSHAKE_GRACE, SshError, SshSession, short_temp_dir, ssh_on_path, unsafe_for_ssh};
+use super::error::ConnectContext;
+use super::{SshError, SshSession, short_temp_dir, start_master, unsafe_for_ssh};
 
 /// How to log in to the libvirt host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,52 +85,21 @@ pub async fn connect_host(login: &HostLogin) -> Result<SshSession, SshError> {
     if let Some(known_hosts) = &login.known_hosts {
         builder.user_known_hosts_file(known_hosts);
     }
-    let session =
-        match tokio::time::timeout(timeout + HANDSHAKE_GRACE, builder.connect_mux(&login.host))
-            .await
-        {
-            Err(_) => {
-                return Err(SshError::Timeout {
-                    target: label,
-                    after: timeout + HANDSHAKE_GRACE,
-                });
-            }
-            Ok(Ok(session)) => session,
-            Ok(Err(openssh::Error::Connect(e)))
-                if e.kind() == std::io::ErrorKind::NotFound && !ssh_on_path() =>
-            {
-                return Err(SshError::ClientMissing);
-            }
-            Ok(Err(openssh::Error::Connect(e))) => {
-                let known_hosts = login
-                    .known_hosts
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts"));
-                let key = login
-                    .keyfile
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("(the ssh configuration's)"));
-                let ctx = ConnectContext {
-                    target: &label,
-                    known_hosts: &known_hosts,
-                    key: &key,
-                    timeout,
-                };
-                return Err(classify_connect(&ctx, &e.to_string()));
-            }
-            Ok(Err(e)) => {
-                return Err(SshError::Other {
-                    target: label,
-                    operation: "connect".into(),
-                    detail: e.to_string(),
-                });
-            }
-        };
-    Ok(SshSession {
-        session,
-        target: label,
-        _dir: dir,
-    })
+    let known_hosts = login
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts"));
+    let key = login
+        .keyfile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(the ssh configuration's)"));
+    let ctx = ConnectContext {
+        target: &label,
+        known_hosts: &known_hosts,
+        key: &key,
+        timeout,
+    };
+    start_master(&builder, &login.host, &ctx, dir).await
 }
 
 #[cfg(test)]

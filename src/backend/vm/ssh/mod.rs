@@ -132,12 +132,31 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
         .server_alive_interval(Duration::from_secs(5))
         .control_directory(dir.path())
         .config_file(dir.path().join("ssh_config"));
-    let connecting = builder.connect_mux(&target.host);
-    let session = match tokio::time::timeout(timeout + HANDSHAKE_GRACE, connecting).await {
+    let ctx = ConnectContext {
+        target: &label,
+        known_hosts: &target.known_hosts,
+        key: &target.key,
+        timeout,
+    };
+    start_master(&builder, &target.host, &ctx, dir).await
+}
+
+/// Starts the master connection `builder` describes to `host`, giving up
+/// after the context's timeout plus [`HANDSHAKE_GRACE`]; a failure is told
+/// apart with what the context knew. `dir` holds the control socket.
+async fn start_master(
+    builder: &SessionBuilder,
+    host: &str,
+    ctx: &ConnectContext<'_>,
+    dir: tempfile::TempDir,
+) -> Result<SshSession, SshError> {
+    let label = ctx.target.to_owned();
+    let after = ctx.timeout + HANDSHAKE_GRACE;
+    let session = match tokio::time::timeout(after, builder.connect_mux(host)).await {
         Err(_) => {
             return Err(SshError::Timeout {
                 target: label,
-                after: timeout + HANDSHAKE_GRACE,
+                after,
             });
         }
         Ok(Ok(session)) => session,
@@ -148,16 +167,14 @@ pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
         {
             return Err(SshError::ClientMissing);
         }
-        Ok(Err(openssh::Error::Connect(e))) => {
-            let ctx = ConnectContext {
-                target: &label,
-                known_hosts: &target.known_hosts,
-                key: &target.key,
-                timeout,
-            };
-            return Err(classify_connect(&ctx, &e.to_string()));
+        Ok(Err(openssh::Error::Connect(e))) => return Err(classify_connect(ctx, &e.to_string())),
+        Ok(Err(e)) => {
+            return Err(SshError::Other {
+                target: label,
+                operation: "connect".into(),
+                detail: e.to_string(),
+            });
         }
-        Ok(Err(e)) => return Err(other(e.to_string())),
     };
     Ok(SshSession {
         session,
