@@ -22,6 +22,33 @@ pub const EXIT_CHANGES: u8 = 2;
 /// Exit code when interrupted.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// The variable that turns on benchscale's own diagnostics on stderr.
+const LOG_VARIABLE: &str = "BENCHSCALE_LOG";
+
+/// With `BENCHSCALE_LOG` set to `error`, `warn`, `info`, `debug` or
+/// `trace`, benchscale's diagnostics (best-effort cleanups that failed, and
+/// the like) go to stderr; unset or empty, nothing does.
+fn init_tracing() -> Result<(), String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let Some(value) = std::env::var_os(LOG_VARIABLE).filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let level: LevelFilter = value.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+        format!(
+            "{LOG_VARIABLE}={} is not a level: use error, warn, info, debug or trace",
+            value.to_string_lossy()
+        )
+    })?;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    tracing_subscriber::registry()
+        .with(layer.with_filter(Targets::new().with_target("benchscale", level)))
+        .try_init()
+        .map_err(|e| e.to_string())
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     // Like other command-line tools, end quietly when the reader of our
@@ -30,6 +57,10 @@ pub fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    if let Err(message) = init_tracing() {
+        eprintln!("Error: {message}");
+        return ExitCode::from(EXIT_ERROR);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
