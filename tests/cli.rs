@@ -1,6 +1,6 @@
 //! The CLI's own contract: schema bytes, graph output, configuration.
 
-use crate::util::{benchscale, root};
+use crate::util::{benchscale, benchscale_with, root};
 
 #[test]
 fn the_checked_in_schema_is_what_the_types_generate() {
@@ -119,4 +119,28 @@ fn a_missing_or_unreadable_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["code"], "benchscale::io::read");
+}
+
+#[test]
+fn benchscale_log_writes_diagnostics_only_when_asked_and_names_a_bad_level() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let state = state.path().to_str().expect("utf-8 path");
+    let quiet = benchscale_with(&["list"], &[("BENCHSCALE_STATE_DIR", state)]);
+    assert_eq!(quiet.status.code(), Some(0), "{quiet:?}");
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("DEBUG"));
+
+    let env = [("BENCHSCALE_STATE_DIR", state), ("BENCHSCALE_LOG", "debug")];
+    let loud = benchscale_with(&["list"], &env);
+    assert_eq!(loud.status.code(), Some(0), "{loud:?}");
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    assert!(stderr.contains("DEBUG benchscale::"), "{stderr}");
+
+    let bad = benchscale_with(&["config"], &[("BENCHSCALE_LOG", "loud")]);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr
+            .contains("BENCHSCALE_LOG=loud is not a level: use error, warn, info, debug or trace"),
+        "{stderr}"
+    );
 }

@@ -13,6 +13,11 @@ pub fn root() -> PathBuf {
 /// Runs the `benchscale` binary with arguments, from the repository root,
 /// with no configuration file or variable of the caller leaking in.
 pub fn benchscale(args: &[&str]) -> Output {
+    benchscale_with(args, &[])
+}
+
+/// [`benchscale`] with these environment variables.
+pub fn benchscale_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchscale"));
     cmd.args(args).current_dir(root());
     for (key, _) in std::env::vars() {
@@ -21,6 +26,7 @@ pub fn benchscale(args: &[&str]) -> Output {
         }
     }
     cmd.env("XDG_CONFIG_HOME", root().join("tests/fixtures/no-config"));
+    cmd.envs(env.iter().copied());
     cmd.output().expect("run benchscale")
 }
 
