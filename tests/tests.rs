@@ -2,8 +2,8 @@
 //!
 //! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
 //! binary against the real Docker engine through `lab::TestLab`;
-//! `vm` and `vm_drift` against the real libvirtd and QEMU through
-//! `vmlab::VmLab`.
+//! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
+//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`).
 
 mod apply;
 mod cli;
