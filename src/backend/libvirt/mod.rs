@@ -467,13 +467,13 @@ impl Backend for LibvirtBackend {
         self.sessions.forget(id).await;
         let conn = self.conn.clone();
         let id = id.to_string();
-        let lookup = (conn.clone(), id.clone());
-        let owner = blocking(move || {
-            let (domain, owner, _) = Self::find_domain(&lookup.0, &lookup.1)?;
-            Ok((!domain.is_active().unwrap_or(false)).then_some(owner))
+        let lookup = id.clone();
+        let found = blocking(move || {
+            let (domain, owner, _) = Self::find_domain(&conn, &lookup)?;
+            Ok((!domain.is_active().unwrap_or(false)).then_some((domain, owner)))
         })
         .await?;
-        let Some(owner) = owner else {
+        let Some((domain, owner)) = found else {
             return Ok(());
         };
         // Each boot starts a fresh console log, so console conditions
@@ -483,7 +483,6 @@ impl Backend for LibvirtBackend {
             tracing::debug!(vm = %domain_name(&id), error = %e, "could not empty the console log");
         }
         blocking(move || {
-            let (domain, _, _) = Self::find_domain(&conn, &id)?;
             domain
                 .create()
                 .map_err(api(format!("start VM {}", domain_name(&id))))?;
