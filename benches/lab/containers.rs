@@ -88,11 +88,7 @@ pub(crate) fn containers_into(ctx: &Ctx, size: usize, r: &mut SizeResult) -> Res
         ctx.rt.block_on(docker::settle());
 
         // docker-compose
-        let compose_lab = ctx.plain("compose", size)?;
-        let compose = ctx.write(
-            &format!("{}.yml", compose_lab.lab),
-            &compose_file(&compose_lab),
-        )?;
+        let (compose_lab, compose) = ctx.compose_lab(size)?;
         let project = compose_lab.lab.as_str();
         let up = ctx.run_compose(&compose, project, &["up", "-d"], None)?;
         ctx.expect_running(project, size)?;

@@ -61,6 +61,14 @@ impl Ctx {
         Ok(lab)
     }
 
+    /// A fresh container lab for docker-compose of `size` services, and
+    /// its compose file (the project is named after the lab).
+    pub(crate) fn compose_lab(&self, size: usize) -> Result<(PlainLab, PathBuf), String> {
+        let lab = self.plain("compose", size)?;
+        let file = self.write(&format!("{}.yml", lab.lab), &compose_file(&lab))?;
+        Ok((lab, file))
+    }
+
     pub(crate) fn incident(&self, text: String) {
         say(format!("daemon incident: {text}"));
         self.incidents

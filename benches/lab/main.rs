@@ -428,20 +428,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Ctrl-C or SIGTERM: let children stop, clean up, exit 130.
 fn watch_signals(rt: &tokio::runtime::Runtime, scratch: PathBuf) {
     rt.spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
+        benchscale::cli::interrupt().await;
         INTERRUPTED.store(true, Ordering::SeqCst);
         say("interrupted: cleaning up");
         tokio::time::sleep(Duration::from_secs(2)).await;

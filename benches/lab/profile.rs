@@ -68,11 +68,7 @@ pub(crate) fn profile(ctx: &Ctx, size: usize) -> Result<Profile, String> {
     });
     ctx.rt.block_on(docker::settle());
 
-    let compose_lab = ctx.plain("compose", size)?;
-    let compose = ctx.write(
-        &format!("{}.yml", compose_lab.lab),
-        &compose_file(&compose_lab),
-    )?;
+    let (compose_lab, compose) = ctx.compose_lab(size)?;
     let project = compose_lab.lab.as_str();
     let m = ctx.run_compose(&compose, project, &["up", "-d"], Some(&url))?;
     p.timelines.push(timeline("compose up -d", &m));

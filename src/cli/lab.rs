@@ -251,20 +251,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
 /// Fires `cancel` on Ctrl-C or SIGTERM.
 fn watch_signals(cancel: CancellationToken) {
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
+        super::interrupt().await;
         eprintln!("interrupted: letting work in flight finish, starting nothing new");
         cancel.cancel();
     });

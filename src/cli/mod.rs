@@ -49,6 +49,23 @@ fn init_tracing() -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Returns when the process gets Ctrl-C (SIGINT) or SIGTERM.
+pub async fn interrupt() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     // Like other command-line tools, end quietly when the reader of our
