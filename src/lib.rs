@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod exec;
 pub mod graph;
+pub mod lifecycle;
 pub mod plan;
 pub mod registry;
 pub mod synth;

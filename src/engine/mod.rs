@@ -6,6 +6,7 @@
 //!
 //! See `examples/lab_in_a_test.rs` for a lab brought up and down from Rust.
 
+pub(crate) mod record;
 mod status;
 
 use std::collections::BTreeSet;
@@ -23,11 +24,8 @@ use crate::backend::router::Router;
 use crate::backend::{Backend, BackendError, ExecOutput};
 use crate::config::Config;
 use crate::exec::{self, Event, EventSink, NodeEnd, Outcome, Prior};
-use crate::plan::hash::{NodeSpecV1, network_hash};
 use crate::plan::{Action, Plan, diff};
-use crate::registry::{
-    HistoryEntry, LabRecord, NetworkRecord, NodeRecord, Registry, RegistryError,
-};
+use crate::registry::{HistoryEntry, LabRecord, Registry, RegistryError};
 use crate::topology::Topology;
 use crate::topology::model::NodeKind;
 
@@ -255,18 +253,7 @@ impl<B: Backend> Engine<B> {
         let observed = self.backend.observe(&lab).await?;
         let plan = diff(&topology, &observed, Some(&record));
         self.check_images(&topology, &plan).await?;
-        let prior = Prior {
-            outputs: record
-                .nodes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.outputs.clone()))
-                .collect(),
-            steps_done: record
-                .nodes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.steps.clone()))
-                .collect(),
-        };
+        let prior = Prior::from_record(&record);
         let topology = Arc::new(topology);
         let plan = Arc::new(plan);
         // Nodes whose steps ran are recorded as soon as they are done (see
@@ -281,7 +268,7 @@ impl<B: Backend> Engine<B> {
             tokio::spawn(async move {
                 while let Some(c) = checkpoints.recv().await {
                     if let Some(node) = topology.nodes.get(&c.name) {
-                        record_node(&mut record, &c.name, node, &c.outcome, &plan);
+                        record::record_node(&mut record, &c.name, node, &c.outcome, &plan);
                         let registry = registry.clone();
                         let snapshot = record.clone();
                         // A failed save only loses the early record; the
@@ -308,7 +295,7 @@ impl<B: Backend> Engine<B> {
         )
         .await;
         let mut record = saver.await.unwrap_or_else(|_| LabRecord::new(&lab));
-        update_record(&mut record, &topology, &plan, &outcome);
+        record::update_record(&mut record, &topology, &plan, &outcome);
         record.topology_path = Some(
             std::fs::canonicalize(&topology.source).unwrap_or_else(|_| topology.source.clone()),
         );
@@ -493,79 +480,6 @@ fn first_error(outcome: &Outcome) -> Option<String> {
             _ => None,
         })
     })
-}
-
-/// Folds an apply's outcome into the lab's record.
-fn update_record(record: &mut LabRecord, topology: &Topology, plan: &Plan, outcome: &Outcome) {
-    record.networks = topology
-        .networks
-        .iter()
-        .filter_map(|(name, net)| {
-            outcome.networks.get(name).map(|id| {
-                (
-                    name.clone(),
-                    NetworkRecord {
-                        id: id.clone(),
-                        spec_hash: network_hash(net),
-                    },
-                )
-            })
-        })
-        .collect();
-    for change in &plan.nodes {
-        if change.action == Action::Delete && !topology.nodes.contains_key(&change.name) {
-            record.nodes.remove(&change.name);
-        }
-    }
-    for (name, node) in &topology.nodes {
-        if let Some(result) = outcome.nodes.get(name) {
-            record_node(record, name, node, result, plan);
-        }
-    }
-}
-
-/// Folds one node's outcome into the lab's record.
-fn record_node(
-    record: &mut LabRecord,
-    name: &str,
-    node: &crate::topology::model::Node,
-    result: &exec::NodeOutcome,
-    plan: &Plan,
-) {
-    let Some(id) = result.id.clone() else {
-        record.nodes.remove(name);
-        return;
-    };
-    // A node that was skipped before it was touched keeps its record.
-    if matches!(result.end, NodeEnd::Skipped { .. })
-        && plan
-            .node(name)
-            .is_some_and(|c| c.action != Action::NoChange)
-        && result.id == plan.node(name).and_then(|c| c.id.clone())
-    {
-        return;
-    }
-    let health = match &result.end {
-        NodeEnd::Ready => "Healthy".to_string(),
-        _ => result.health.clone(),
-    };
-    let boot_ms = result
-        .boot_ms
-        .or_else(|| record.nodes.get(name).and_then(|r| r.boot_ms));
-    record.nodes.insert(
-        name.to_string(),
-        NodeRecord {
-            kind: node.kind.as_str().into(),
-            id,
-            spec_hash: result.spec_hash.clone(),
-            spec: Some(NodeSpecV1::of(node)),
-            steps: result.steps_done.clone(),
-            outputs: result.outputs.clone(),
-            addresses: result.addresses.clone(),
-            health,
-            boot_ms,
-        },
-    );
 }
 
 #[cfg(test)]

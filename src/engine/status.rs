@@ -21,8 +21,7 @@ pub struct NodeStatusReport {
     /// `running`, `stopped`, a broken state, or `missing`.
     pub state: String,
     pub addresses: BTreeMap<String, Ipv4Addr>,
-    /// Healthy, Booting, Unhealthy or Unknown.
-    pub health: String,
+    pub health: Health,
     pub outputs: BTreeMap<String, String>,
     /// With health judged now: why the node is not healthy (each failing
     /// condition, or its state or console).
@@ -92,15 +91,19 @@ impl<B: Backend> Engine<B> {
                     Some(RunState::Stopped) => "stopped".into(),
                     Some(RunState::Broken(s)) => s.clone(),
                 };
+                // What the record says counts only for the very instance
+                // it was said of.
                 let health = match (obs, rec) {
                     (Some(o), Some(r))
-                        if o.state == RunState::Running && o.spec_hash == r.spec_hash =>
+                        if o.state == RunState::Running
+                            && o.spec_hash == r.spec_hash
+                            && o.id == r.id =>
                     {
-                        r.health.clone()
+                        r.health
                     }
-                    (Some(o), _) if o.state != RunState::Running => "Unhealthy".into(),
-                    (None, Some(_)) => "Unhealthy".into(),
-                    _ => "Unknown".into(),
+                    (Some(o), _) if o.state != RunState::Running => Health::Unhealthy,
+                    (None, Some(_)) => Health::Unhealthy,
+                    _ => Health::Unknown,
                 };
                 let addresses = obs
                     .map(|o| {
@@ -248,7 +251,7 @@ impl<B: Backend> Engine<B> {
             let Some(node) = status.nodes.iter_mut().find(|n| n.name == judged.name) else {
                 continue;
             };
-            node.health = judged.health.to_string();
+            node.health = judged.health;
             node.problems = judged
                 .conditions
                 .iter()

@@ -131,3 +131,133 @@ async fn a_node_that_is_not_there_is_unknown_and_one_not_in_the_file_an_error() 
         "{err:?}"
     );
 }
+
+/// `a` never becomes healthy (the fake fails `fail`); `b` waits for it.
+const WAITS: &str = r#"
+version: 1
+name: waits
+nodes:
+  a:
+    kind: container
+    image: busybox
+    health:
+      - exec: { run: ["fail"] }
+        timeout: 1m
+  b:
+    kind: container
+    image: busybox
+    depends_on: { a: healthy }
+"#;
+
+/// Applies `text`, firing an interrupt after `after` (on paused time).
+async fn apply_interrupted(
+    engine: &Engine<FakeBackend>,
+    text: &str,
+    after: Option<Duration>,
+) -> super::ApplyReport {
+    let options = ApplyOptions::default();
+    if let Some(after) = after {
+        let cancel = options.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            cancel.cancel();
+        });
+    }
+    engine
+        .apply(topology(text), options, EventSink::none())
+        .await
+        .expect("apply")
+}
+
+fn created(engine: &Engine<FakeBackend>, node: &str) -> bool {
+    let call = format!("create {node}");
+    engine.backend().take_calls().contains(&call)
+}
+
+/// The bug this guards: an apply interrupted during `a`'s health wait left
+/// `a` running, and the next apply took it as healthy without a probe,
+/// created `b` and succeeded.
+#[tokio::test(start_paused = true)]
+async fn an_apply_interrupted_during_a_health_wait_checks_that_node_again() {
+    let state = tempfile::tempdir().unwrap();
+    let engine = Engine::new(FakeBackend::new(), Registry::new(state.path()));
+    let first = apply_interrupted(&engine, WAITS, Some(Duration::from_secs(5))).await;
+    assert!(first.outcome.interrupted, "{:?}", first.outcome);
+    assert!(!created(&engine, "b"));
+    let record = Registry::new(state.path()).load("waits").unwrap().unwrap();
+    assert_eq!(
+        record.nodes["a"].stage,
+        Some(crate::lifecycle::Stage::Started)
+    );
+    assert_eq!(record.nodes["a"].health, Health::Unknown);
+
+    let plan = engine.plan(&topology(WAITS)).await.unwrap();
+    assert!(plan.checks_health("a"), "{:?}", plan.lines());
+    let second = apply_interrupted(&engine, WAITS, None).await;
+    let calls = engine.backend().take_calls();
+    assert!(!second.outcome.ok());
+    let a = &second.outcome.nodes["a"];
+    assert!(
+        matches!(&a.end, crate::exec::NodeEnd::Failed { error } if error.contains("health condition `exec `fail``")),
+        "{a:?}"
+    );
+    assert!(calls.contains(&"exec a: fail".to_string()), "{calls:?}");
+    assert!(!calls.contains(&"create b".to_string()), "{calls:?}");
+    assert!(matches!(
+        second.outcome.nodes["b"].end,
+        crate::exec::NodeEnd::Skipped { .. }
+    ));
+}
+
+/// Killed so hard that nothing was recorded (kill -9 before the first
+/// save): a running node with no record of its instance is checked too.
+#[tokio::test(start_paused = true)]
+async fn a_running_node_without_a_record_of_its_instance_is_checked() {
+    let state = tempfile::tempdir().unwrap();
+    let engine = Engine::new(FakeBackend::new(), Registry::new(state.path()));
+    apply_interrupted(&engine, WAITS, Some(Duration::from_secs(5))).await;
+    Registry::new(state.path()).remove("waits").unwrap();
+    engine.backend().take_calls();
+    let second = apply_interrupted(&engine, WAITS, None).await;
+    assert!(matches!(
+        second.outcome.nodes["a"].end,
+        crate::exec::NodeEnd::Failed { .. }
+    ));
+    assert!(!created(&engine, "b"));
+}
+
+/// A node seen healthy is not probed by a no-change apply; a change to its
+/// conditions makes the next apply probe it again.
+#[tokio::test(start_paused = true)]
+async fn only_an_instance_seen_healthy_under_the_same_conditions_skips_the_probe() {
+    let passing = WAITS.replace("[\"fail\"]", "[\"true\"]");
+    let state = tempfile::tempdir().unwrap();
+    let engine = Engine::new(FakeBackend::new(), Registry::new(state.path()));
+    assert!(
+        apply_interrupted(&engine, &passing, None)
+            .await
+            .outcome
+            .ok()
+    );
+    engine.backend().take_calls();
+    let again = apply_interrupted(&engine, &passing, None).await;
+    assert!(again.outcome.ok());
+    assert_eq!(engine.backend().take_calls(), Vec::<String>::new());
+
+    let changed = passing.replace("[\"true\"]", "[\"test\", \"-d\", \"/\"]");
+    let plan = engine.plan(&topology(&changed)).await.unwrap();
+    assert!(plan.checks_health("a"), "{:?}", plan.lines());
+    assert!(
+        apply_interrupted(&engine, &changed, None)
+            .await
+            .outcome
+            .ok()
+    );
+    let calls = engine.backend().take_calls();
+    assert!(
+        calls.contains(&"exec a: test -d /".to_string()),
+        "{calls:?}"
+    );
+    let plan = engine.plan(&topology(&changed)).await.unwrap();
+    assert!(!plan.has_changes(), "{:?}", plan.lines());
+}

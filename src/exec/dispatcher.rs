@@ -1,14 +1,14 @@
 //! Removal, networks, then nodes in dependency order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::node::{JobCtx, Progress, run_node};
+use super::node::{JobCtx, Progress, empty_outcome, run_node};
 use super::substitute::{Values, observed_addresses};
-use super::{Event, EventSink, NodeEnd, NodeOutcome, Options, Outcome, Prior};
+use super::{Event, EventSink, NodeEnd, Options, Outcome, Prior};
 use crate::backend::{Backend, Observed};
 use crate::plan::hash::network_hash;
 use crate::plan::{Action, Plan};
@@ -190,21 +190,11 @@ pub async fn apply<B: Backend>(
     // Nodes that never reported (a panicked task) are recorded as failed so
     // the caller never mistakes them for done.
     for name in topology.nodes.keys() {
-        outcome
-            .nodes
-            .entry(name.clone())
-            .or_insert_with(|| NodeOutcome {
-                end: NodeEnd::Failed {
-                    error: "internal error".into(),
-                },
-                id: None,
-                spec_hash: String::new(),
-                outputs: BTreeMap::new(),
-                addresses: BTreeMap::new(),
-                steps_done: Vec::new(),
-                health: "Unknown".into(),
-                boot_ms: None,
-            });
+        outcome.nodes.entry(name.clone()).or_insert_with(|| {
+            empty_outcome(NodeEnd::Failed {
+                error: "internal error".into(),
+            })
+        });
     }
     outcome
 }

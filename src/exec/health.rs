@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so that tests on paused time see conditions run out.
+use tokio::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -198,37 +201,7 @@ fn status_code(head: &str) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A node's health, as `status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Health {
-    /// Every condition passes.
-    Healthy,
-    /// A condition does not pass yet, but the node started less than its
-    /// conditions' `start_period + timeout` ago.
-    Booting,
-    /// The node is not running, the console shows a fatal error, or a
-    /// condition still fails after its time.
-    Unhealthy,
-    /// Not known: the node does not exist, or its start time is unknown.
-    Unknown,
-}
-
-impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Healthy => "Healthy",
-            Health::Booting => "Booting",
-            Health::Unhealthy => "Unhealthy",
-            Health::Unknown => "Unknown",
-        }
-    }
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::lifecycle::Health;
 
 /// One condition tried once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

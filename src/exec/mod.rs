@@ -10,6 +10,7 @@ mod dispatcher;
 pub mod events;
 pub mod health;
 mod node;
+mod stages;
 pub mod steps;
 pub mod substitute;
 
@@ -19,16 +20,51 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::lifecycle::{Health, Stage};
+use crate::registry::LabRecord;
+
 pub use dispatcher::apply;
 pub(crate) use dispatcher::remove_networks;
 pub use events::{Event, EventSink};
 
-/// What earlier applies left: outputs and completed steps per node.
+/// What earlier applies left: outputs, completed steps and how far each
+/// recorded instance got, per node.
 #[derive(Debug, Clone, Default)]
 pub struct Prior {
     pub outputs: HashMap<String, BTreeMap<String, String>>,
     /// Hashes of completed steps, index-aligned with `provision`.
     pub steps_done: HashMap<String, Vec<String>>,
+    /// The recorded instance of each node and how far it got.
+    pub seen: HashMap<String, Seen>,
+}
+
+/// What the record says of one instance of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The container or domain id the rest is about.
+    pub id: String,
+    pub stage: Option<Stage>,
+    pub health: Health,
+}
+
+impl Prior {
+    /// What the lab's record keeps for the executor.
+    pub fn from_record(record: &LabRecord) -> Self {
+        let mut prior = Prior::default();
+        for (name, node) in &record.nodes {
+            prior.outputs.insert(name.clone(), node.outputs.clone());
+            prior.steps_done.insert(name.clone(), node.steps.clone());
+            prior.seen.insert(
+                name.clone(),
+                Seen {
+                    id: node.id.clone(),
+                    stage: node.stage,
+                    health: node.health,
+                },
+            );
+        }
+        prior
+    }
 }
 
 /// How the executor runs.
@@ -73,7 +109,10 @@ pub struct NodeOutcome {
     pub addresses: BTreeMap<String, Ipv4Addr>,
     pub steps_done: Vec<String>,
     /// Healthy, Unhealthy or Unknown.
-    pub health: String,
+    pub health: Health,
+    /// How far the instance `id` got (kept from the record for an
+    /// unchanged node this apply did not take further).
+    pub stage: Option<Stage>,
     /// VMs: milliseconds from start to healthy, when it (re)started.
     pub boot_ms: Option<u64>,
 }

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Event, EventSink, NodeEnd, Options, Outcome, Prior, apply};
 use crate::backend::fake::FakeBackend;
 use crate::backend::{Backend, RunState};
-use crate::plan::hash::NodeSpecV1;
+use crate::lifecycle::Health;
 use crate::plan::{Action, Plan, Reason, diff};
-use crate::registry::{LabRecord, NodeRecord};
+use crate::registry::LabRecord;
 use crate::topology::{AnyFile, Topology, load_str};
 
 fn topology(text: &str) -> Topology {
@@ -118,34 +118,16 @@ async fn run(backend: &Arc<FakeBackend>, text: &str) -> Run {
 }
 
 /// What the engine keeps between applies: the record the planner reads and
-/// the prior the executor reads.
-fn remember(text: &str, outcome: &Outcome) -> (LabRecord, Prior) {
+/// the prior the executor reads, folded by the engine's own code.
+fn remember(text: &str, run: &Run) -> (LabRecord, Prior) {
+    remember_after(text, run, LabRecord::new(&topology(text).name))
+}
+
+/// [`remember`] on top of the record of earlier applies.
+fn remember_after(text: &str, run: &Run, mut record: LabRecord) -> (LabRecord, Prior) {
     let t = topology(text);
-    let mut record = LabRecord::new(&t.name);
-    let mut prior = Prior::default();
-    for (name, result) in &outcome.nodes {
-        let Some(node) = t.nodes.get(name) else {
-            continue;
-        };
-        record.nodes.insert(
-            name.clone(),
-            NodeRecord {
-                kind: node.kind.as_str().into(),
-                id: result.id.clone().unwrap_or_default(),
-                spec_hash: result.spec_hash.clone(),
-                spec: Some(NodeSpecV1::of(node)),
-                steps: result.steps_done.clone(),
-                outputs: result.outputs.clone(),
-                addresses: result.addresses.clone(),
-                health: result.health.clone(),
-                boot_ms: None,
-            },
-        );
-        prior.outputs.insert(name.clone(), result.outputs.clone());
-        prior
-            .steps_done
-            .insert(name.clone(), result.steps_done.clone());
-    }
+    crate::engine::record::update_record(&mut record, &t, &run.plan, &run.outcome);
+    let prior = Prior::from_record(&record);
     (record, prior)
 }
 
@@ -470,7 +452,7 @@ nodes:
     assert!(error.contains("exec `fail`"), "{error}");
     assert!(error.contains("not met within"), "{error}");
     assert!(error.contains("fake log line"), "{error}");
-    assert_eq!(run.outcome.nodes["a"].health, "Unhealthy");
+    assert_eq!(run.outcome.nodes["a"].health, Health::Unhealthy);
     assert!(
         run.calls_starting("exec a: sh -c").is_empty(),
         "{:#?}",
@@ -511,7 +493,7 @@ async fn a_second_apply_of_the_same_file_changes_nothing() {
         let backend = Arc::new(FakeBackend::new());
         let first = run(&backend, text).await;
         assert_ready(&first);
-        let (record, prior) = remember(text, &first.outcome);
+        let (record, prior) = remember(text, &first);
 
         let second = run_with(
             &backend,
@@ -558,7 +540,7 @@ async fn a_changed_step_runs_alone_and_keeps_earlier_outputs() {
     let backend = Arc::new(FakeBackend::new());
     let first = run(&backend, FLOW).await;
     assert_ready(&first);
-    let (record, prior) = remember(FLOW, &first.outcome);
+    let (record, prior) = remember(FLOW, &first);
     let changed = FLOW.replace("> /peer", "> /etc/peer");
     let second = run_with(
         &backend,
@@ -748,7 +730,7 @@ nodes:
     let first = run(&backend, text).await;
     assert_ready(&first);
     let old_id = first.outcome.nodes["web"].id.clone().unwrap();
-    let (record, prior) = remember(text, &first.outcome);
+    let (record, prior) = remember(text, &first);
 
     let changed = text.replacen("image: web:1", "image: web:2", 1);
     let second = run_with(
@@ -809,7 +791,7 @@ nodes:
     let backend = Arc::new(FakeBackend::new());
     let first = run(&backend, two).await;
     assert_ready(&first);
-    let (record, prior) = remember(two, &first.outcome);
+    let (record, prior) = remember(two, &first);
     let one = "\nname: shrink\nnodes:\n  keep:\n    kind: container\n    image: img\n    provision:\n      - run: \"echo keep\"\n";
     let second = run_with(
         &backend,
@@ -850,7 +832,7 @@ nodes:
     let backend = Arc::new(FakeBackend::new());
     let first = run(&backend, text).await;
     assert_ready(&first);
-    let (record, prior) = remember(text, &first.outcome);
+    let (record, prior) = remember(text, &first);
     let id = first.outcome.nodes["a"].id.clone().unwrap();
     backend.stop(&id).await.unwrap();
     backend.take_calls();
@@ -897,7 +879,7 @@ nodes:
     let backend = Arc::new(FakeBackend::new());
     let first = run(&backend, text).await;
     assert_ready(&first);
-    let (record, prior) = remember(text, &first.outcome);
+    let (record, prior) = remember(text, &first);
     let changed = text.replace("10.50.0.0/24", "10.50.0.0/24\n    nat: false");
     let second = run_with(
         &backend,

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::hash::{NodeSpecV1, network_hash, node_matches, step_hash};
-use super::{Action, Change, Plan, Reason, ResourceKind, StepRun};
+use super::hash::{NodeSpecV1, health_hash, network_hash, node_matches, step_hash};
+use super::{Action, Change, HealthReason, HealthRun, Plan, Reason, ResourceKind, StepRun};
 use crate::backend::{Observed, ObservedNode, RunState};
 use crate::registry::LabRecord;
 use crate::topology::model::{Node, NodeKind, Topology};
@@ -61,6 +61,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
     }
     let mut nodes = Vec::new();
     let mut steps = Vec::new();
+    let mut health = Vec::new();
     // Removals first, in a stable order.
     let mut extra: Vec<&ObservedNode> = observed
         .nodes
@@ -119,6 +120,25 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
                     .collect()
             }
         };
+        if action == Action::NoChange
+            && !node.health.is_empty()
+            && let Some(obs) = found.first()
+        {
+            let hash = health_hash(node);
+            let reason = match recorded {
+                Some(r) if r.seen_healthy(&obs.id, &hash) => None,
+                Some(r) if r.id == obs.id && r.stage >= Some(crate::lifecycle::Stage::Healthy) => {
+                    Some(HealthReason::ConditionsChanged)
+                }
+                _ => Some(HealthReason::NotSeenHealthy),
+            };
+            if let Some(reason) = reason {
+                health.push(HealthRun {
+                    node: name.clone(),
+                    reason,
+                });
+            }
+        }
         if !run.is_empty() {
             let reason = match action {
                 Action::Create | Action::Replace => "node (re)created",
@@ -149,6 +169,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         networks,
         nodes,
         steps,
+        health,
     }
 }
 

@@ -93,6 +93,13 @@ pub fn step_hash(step: &Step) -> String {
     digest(&(&step.action, &step.capture, &step.user))
 }
 
+/// The hash of a node's health conditions: what they check, not their
+/// timing. A node seen healthy under other conditions is checked again.
+pub fn health_hash(node: &Node) -> String {
+    let probes: Vec<_> = node.health.iter().map(|c| &c.probe).collect();
+    digest(&probes)
+}
+
 /// Whether an observed hash stands for the desired spec. Hashes of an
 /// unknown version never match, so such a node is re-created once.
 pub fn node_matches(observed: &str, node: &Node) -> bool {

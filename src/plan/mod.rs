@@ -110,6 +110,34 @@ pub struct StepRun {
     pub reason: String,
 }
 
+/// Why a node that runs unchanged has its health checked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthReason {
+    /// This instance was never seen healthy: an apply was interrupted
+    /// while it waited, or the record is of another instance or missing.
+    NotSeenHealthy,
+    /// It was seen healthy under other health conditions.
+    ConditionsChanged,
+}
+
+impl std::fmt::Display for HealthReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HealthReason::NotSeenHealthy => "this instance was never seen healthy",
+            HealthReason::ConditionsChanged => "its health conditions changed",
+        })
+    }
+}
+
+/// A running node whose health the apply checks before its dependents go
+/// on (nodes that are created, replaced or started are always checked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthRun {
+    pub node: String,
+    pub reason: HealthReason,
+}
+
 /// The plan for one lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -117,6 +145,8 @@ pub struct Plan {
     pub networks: Vec<Change>,
     pub nodes: Vec<Change>,
     pub steps: Vec<StepRun>,
+    /// Unchanged nodes whose health is checked again.
+    pub health: Vec<HealthRun>,
 }
 
 impl Plan {
@@ -130,7 +160,7 @@ impl Plan {
 
     /// Whether applying would do anything, steps included.
     pub fn has_changes(&self) -> bool {
-        self.changes().next().is_some() || !self.steps.is_empty()
+        self.changes().next().is_some() || !self.steps.is_empty() || !self.health.is_empty()
     }
 
     /// The change planned for a node of the topology.
@@ -162,6 +192,9 @@ impl Plan {
                 )
             })
             .collect();
+        for h in &self.health {
+            out.push(format!("check health of {}: {}", h.node, h.reason));
+        }
         for s in &self.steps {
             let list: Vec<String> = s.steps.iter().map(|i| (i + 1).to_string()).collect();
             out.push(format!(
@@ -172,6 +205,11 @@ impl Plan {
             ));
         }
         out
+    }
+
+    /// Whether the apply checks the health of an unchanged node.
+    pub fn checks_health(&self, node: &str) -> bool {
+        self.health.iter().any(|h| h.node == node)
     }
 
     /// Steps of a node that will run.

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::diff;
-use super::hash::{network_hash, node_hash, step_hash};
+use super::hash::{health_hash, network_hash, node_hash, step_hash};
 use crate::backend::Observed;
 use crate::registry::LabRecord;
 use crate::topology::Topology;
@@ -56,6 +56,9 @@ fn fill_current(topology: &Topology, observed: &mut Observed, record: Option<&mu
         };
         if r.spec_hash == "CURRENT" {
             r.spec_hash = node_hash(node);
+        }
+        if r.health_hash.as_deref() == Some("CURRENT") {
+            r.health_hash = Some(health_hash(node));
         }
         for (i, h) in r.steps.iter_mut().enumerate() {
             if h == "CURRENT" {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::{Health, Stage};
 use crate::plan::hash::NodeSpecV1;
 
 /// How many applies the history keeps.
@@ -73,11 +74,30 @@ pub struct NodeRecord {
     pub steps: Vec<String>,
     pub outputs: BTreeMap<String, String>,
     pub addresses: BTreeMap<String, Ipv4Addr>,
-    /// Health when last checked: Healthy, Booting, Unhealthy or Unknown.
-    pub health: String,
+    /// Health when last checked.
+    pub health: Health,
     /// VMs: milliseconds from start to healthy at the last boot.
     #[serde(default)]
     pub boot_ms: Option<u64>,
+    /// How far the instance `id` got: a node is taken as healthy without a
+    /// probe only when this very instance was seen healthy. Absent in
+    /// records of older versions, which makes the next apply check once.
+    #[serde(default)]
+    pub stage: Option<Stage>,
+    /// The health conditions (their hash) this instance was seen healthy
+    /// with; changed conditions are checked again.
+    #[serde(default)]
+    pub health_hash: Option<String>,
+}
+
+impl NodeRecord {
+    /// Whether the instance `id`, running now, was seen healthy under the
+    /// health conditions whose hash is `health_hash`.
+    pub fn seen_healthy(&self, id: &str, health_hash: &str) -> bool {
+        self.id == id
+            && self.stage >= Some(Stage::Healthy)
+            && self.health_hash.as_deref() == Some(health_hash)
+    }
 }
 
 /// One apply or destroy.
