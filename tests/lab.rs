@@ -266,6 +266,33 @@ impl Spawned {
     }
 }
 
+impl Spawned {
+    /// Starts a prepared command in the background, its output in files
+    /// under `dir`.
+    pub fn start(mut cmd: Command, dir: &Path) -> Spawned {
+        static COUNT: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut count = COUNT.lock().unwrap_or_else(|e| e.into_inner());
+            *count += 1;
+            *count
+        };
+        let out = dir.join(format!("spawned-{n}.out"));
+        let err = dir.join(format!("spawned-{n}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("start benchscale");
+        Spawned {
+            child: Some(child),
+            out,
+            err,
+            started: Instant::now(),
+        }
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -475,27 +502,8 @@ impl TestLab {
     }
 
     /// Starts a prepared command in the background.
-    pub fn spawn(&self, mut cmd: Command) -> Spawned {
-        static COUNT: Mutex<u32> = Mutex::new(0);
-        let n = {
-            let mut count = COUNT.lock().unwrap_or_else(|e| e.into_inner());
-            *count += 1;
-            *count
-        };
-        let out = self.dir.path.join(format!("spawned-{n}.out"));
-        let err = self.dir.path.join(format!("spawned-{n}.err"));
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"))
-            .spawn()
-            .expect("start benchscale");
-        Spawned {
-            child: Some(child),
-            out,
-            err,
-            started: Instant::now(),
-        }
+    pub fn spawn(&self, cmd: Command) -> Spawned {
+        Spawned::start(cmd, &self.dir.path)
     }
 
     /// Every container carrying the lab's label, sorted by node name.

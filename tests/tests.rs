@@ -12,6 +12,7 @@ mod drift;
 mod failures;
 mod fixtures;
 mod health;
+mod interrupted;
 mod lab;
 mod lifecycle;
 mod ssh;

@@ -335,7 +335,7 @@ async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputF
 
 fn print_plan(plan: &Plan) {
     let changes: Vec<_> = plan.changes().collect();
-    if changes.is_empty() && plan.steps.is_empty() {
+    if !plan.has_changes() {
         println!("lab {}: no changes; the lab matches the file", plan.lab);
         return;
     }
@@ -364,9 +364,20 @@ fn print_plan(plan: &Plan) {
             s.reason
         );
     }
+    for h in &plan.health {
+        println!(
+            "{:<9} {:<10} {:<24} {}",
+            "check", "health", h.node, h.reason
+        );
+    }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    let health = if plan.health.is_empty() {
+        String::new()
+    } else {
+        format!("; health to check on {} nodes", plan.health.len())
+    };
     println!(
-        "\nPlan: {} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes.",
+        "\nPlan: {} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes{health}.",
         count(Action::Create),
         count(Action::Replace),
         count(Action::Start),
