@@ -16,7 +16,7 @@ use super::{
 };
 use crate::backend::vm::{cloud_init, keys, seed, ssh};
 use crate::backend::{
-    BackendError, CreateRequest, ExecOutput, NodeStatus, RunState, resource_name,
+    Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, RunState, resource_name,
 };
 
 /// The folder of a lab's SSH material: the client key, and per node the
@@ -418,34 +418,82 @@ impl Sessions {
         &self,
         id: &str,
         target: &ssh::SshTarget,
-    ) -> Result<std::sync::Arc<ssh::SshSession>, BackendError> {
+    ) -> Result<std::sync::Arc<ssh::SshSession>, ssh::SshError> {
         let mut sessions = self.0.lock().await;
         if let Some((host, session)) = sessions.get(id)
             && *host == target.host
         {
             return Ok(session.clone());
         }
-        let session = std::sync::Arc::new(
-            ssh::connect(target)
-                .await
-                .map_err(|e| BackendError::Ssh(e.to_string()))?,
-        );
+        let session = std::sync::Arc::new(ssh::connect(target).await?);
         sessions.insert(id.to_string(), (target.host.clone(), session.clone()));
         Ok(session)
     }
+
+    async fn has(&self, id: &str) -> bool {
+        self.0.lock().await.contains_key(id)
+    }
 }
 
-/// Runs a command over SSH. A broken cached session is replaced once.
+/// How long a first connection waits for the guest's cloud-init to finish
+/// (under software emulation on a busy machine it takes minutes).
+const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long SSH refused or reset while a guest settles is tried again:
+/// sshd restarts once or twice during a first boot.
+const REFUSED_GRACE: Duration = Duration::from_secs(30);
+
+/// Waits until the guest's console shows that cloud-init is done (see
+/// [`cloud_init::settled`]), so that no step runs while cloud-init may
+/// still restart sshd. A VM with an open session settled already.
+async fn wait_settled(backend: &LibvirtBackend, id: &str) -> Result<(), BackendError> {
+    if backend.sessions.has(id).await {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+    loop {
+        let console = Backend::logs(backend, id, None).await?;
+        if cloud_init::settled(&console) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BackendError::Ssh(format!(
+                "cloud-init has not finished on the VM after {} s (no `{}` line on its console): see `benchscale logs`",
+                SETTLE_LIMIT.as_secs(),
+                cloud_init::FINISHED_MARKER
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether an SSH failure is the guest's sshd not answering for now
+/// (refused, reset, dropped), which a guest that settles recovers from.
+fn transient(e: &ssh::SshError) -> bool {
+    matches!(
+        e,
+        ssh::SshError::Unreachable { .. } | ssh::SshError::Disconnected { .. }
+    )
+}
+
+/// Runs a command over SSH, once the guest settled. A broken cached
+/// session is replaced; refused or dropped connections are tried again
+/// for up to [`REFUSED_GRACE`].
 pub async fn exec(
     backend: &LibvirtBackend,
     id: &str,
     argv: &[String],
 ) -> Result<ExecOutput, BackendError> {
     let target = target(backend, id).await?;
+    wait_settled(backend, id).await?;
+    let give_up = tokio::time::Instant::now() + REFUSED_GRACE;
     let mut retried = false;
     loop {
-        let session = backend.sessions.get(id, &target).await?;
-        match session.exec(argv).await {
+        let result = match backend.sessions.get(id, &target).await {
+            Ok(session) => session.exec(argv).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(out) => {
                 return Ok(ExecOutput {
                     exit_code: out.exit_code,
@@ -454,8 +502,13 @@ pub async fn exec(
                 });
             }
             // An error here is the connection's, never the command's (a
-            // failing command is an exit code): the cached session went
-            // stale, for example across a guest reboot. One fresh try.
+            // failing command is an exit code).
+            Err(e) if transient(&e) && tokio::time::Instant::now() < give_up => {
+                backend.sessions.forget(id).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // The cached session went stale, for example across a guest
+            // reboot: one fresh try.
             Err(_) if !retried => {
                 retried = true;
                 backend.sessions.forget(id).await;
@@ -474,7 +527,12 @@ pub async fn copy(
     mode: Option<u32>,
 ) -> Result<(), BackendError> {
     let target = target(backend, id).await?;
-    let session = backend.sessions.get(id, &target).await?;
+    wait_settled(backend, id).await?;
+    let session = backend
+        .sessions
+        .get(id, &target)
+        .await
+        .map_err(|e| BackendError::Ssh(e.to_string()))?;
     session
         .upload(src, dest, mode)
         .await

@@ -25,6 +25,30 @@ use crate::backend::vm::yaml_emit::to_yaml;
 /// in cloud-init's lookup and overrides this.
 pub const USER_MERGE_TYPE: &str = "list(append)+dict(no_replace,recurse_list)+str()";
 
+/// The line the engine's cloud-init prints on the serial console when its
+/// last stage is done (`final_message`, `$UPTIME` filled in by cloud-init).
+/// Until then cloud-init may still restart sshd (host keys, password
+/// settings), so SSH waits for it: see [`settled`].
+pub const FINISHED_MARKER: &str = "benchscale: cloud-init finished";
+
+/// What cloud-init prints on the console when each of its stages starts
+/// (`Cloud-init v. 22.4.2 running 'init-local' at ...`).
+const STAGE_STARTED: &str = "Cloud-init v. ";
+
+/// Whether a guest whose serial console shows `console` is done with
+/// cloud-init: it printed [`FINISHED_MARKER`] after its last stage started,
+/// or shows no cloud-init at all (an image without it, or a boot that has
+/// not reached it yet, where SSH is not up either and is retried).
+pub fn settled(console: &str) -> bool {
+    let started = console.rfind(STAGE_STARTED);
+    let finished = console.rfind(FINISHED_MARKER);
+    match (started, finished) {
+        (None, _) => true,
+        (Some(s), Some(f)) => f > s,
+        (Some(_), None) => false,
+    }
+}
+
 /// One network interface of the VM, in the order of its NICs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -113,6 +137,8 @@ fn engine_cloud_config(input: &SeedInput) -> String {
         // Without an /etc/hosts entry for the hostname, every sudo prints
         // "unable to resolve host" on stderr, which steps would capture.
         "manage_etc_hosts": true,
+        // Printed last, on the console: the engine waits for it before SSH.
+        "final_message": format!("{FINISHED_MARKER} after $UPTIME s"),
     });
     format!("#cloud-config\n{}", to_yaml(&config))
 }

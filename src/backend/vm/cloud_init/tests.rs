@@ -131,6 +131,10 @@ fn user_data_without_user_part_is_the_engine_cloud_config() {
         })
     );
     assert_eq!(config["manage_etc_hosts"], json!(true));
+    assert_eq!(
+        config["final_message"],
+        json!("benchscale: cloud-init finished after $UPTIME s")
+    );
     // Blank user data is no user data.
     assert_eq!(render(&input(Some("  \n"))).user_data, files.user_data);
 }
@@ -210,4 +214,20 @@ fn files_are_named_as_nocloud_expects() {
     let files = render(&input(None));
     let names: Vec<&str> = files.files().iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["meta-data", "user-data", "network-config"]);
+}
+
+#[test]
+fn a_guest_is_settled_once_cloud_init_printed_the_marker_after_its_last_stage() {
+    let init = "[  OK  ] Started ssh.service\nCloud-init v. 22.4.2 running 'init-local' at Mon\n";
+    let login = "debian login: \n";
+    let config = "Cloud-init v. 22.4.2 running 'modules:config' at Mon\n";
+    let done = "benchscale: cloud-init finished after 54.2 s\n";
+    // Before cloud-init, and on images without it, nothing to wait for.
+    assert!(settled("Booting the kernel\n"));
+    assert!(!settled(init));
+    // `login:` comes before cloud-init's later stages: not settled yet.
+    assert!(!settled(&format!("{init}{login}{config}")));
+    assert!(settled(&format!("{init}{login}{config}{done}")));
+    // A reboot runs cloud-init again: the earlier marker no longer counts.
+    assert!(!settled(&format!("{init}{config}{done}{init}")));
 }
