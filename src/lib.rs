@@ -11,6 +11,7 @@ pub mod exec;
 pub mod graph;
 pub mod lifecycle;
 pub mod plan;
+pub mod probe;
 pub mod registry;
 pub mod synth;
 pub mod topology;

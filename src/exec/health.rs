@@ -1,8 +1,8 @@
-//! Health conditions as values: each probe is tried until it passes or its
-//! time runs out. Timeouts are the caller's policy, given with each check.
+//! Health as a policy over probes: wait until every condition passes
+//! (the apply), or judge each once (`status --check`). The probes
+//! themselves, one try each, are in [`crate::probe`]; timeouts are the
+//! caller's policy, given with each check.
 
-use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 // Tokio's clock, so that tests on paused time see conditions run out.
@@ -11,8 +11,10 @@ use tokio::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::substitute::Values;
 use crate::backend::{Backend, RunState};
+pub use crate::lifecycle::Health;
+pub use crate::probe::{Target, describe, tail};
+use crate::probe::{console_regex, fatal_lines, try_once};
 use crate::topology::model::{HealthCheck, Probe};
 
 /// Why a node is not healthy.
@@ -25,184 +27,6 @@ pub struct HealthFailure {
     /// True when the node stopped running while we waited.
     pub exited: bool,
 }
-
-/// A short description of a condition, for progress and errors.
-pub fn describe(check: &HealthCheck) -> String {
-    match &check.probe {
-        Probe::Console { pattern } => format!("console /{pattern}/"),
-        Probe::Tcp { port, network } => format!("tcp {network}:{port}"),
-        Probe::Ssh => "ssh".into(),
-        Probe::Exec { run } => match run {
-            crate::topology::model::Command::Shell(s) => format!("exec `{s}`"),
-            crate::topology::model::Command::Argv(a) => format!("exec `{}`", a.join(" ")),
-        },
-        Probe::Http { port, path, status } => format!("http :{port}{path} → {status}"),
-        Probe::DockerHealth => "docker health".into(),
-    }
-}
-
-/// The node a probe looks at, and what it may substitute.
-pub struct Target<'a> {
-    pub id: &'a str,
-    pub addresses: &'a BTreeMap<String, Ipv4Addr>,
-    pub values: &'a Values,
-    /// The node's first network, where `http` connects.
-    pub primary: Option<&'a str>,
-    /// Bounds backend calls: each attempt holds a permit while it runs, but
-    /// not while it waits for the next try.
-    pub permits: &'a tokio::sync::Semaphore,
-    /// Whether the log is a serial console, where a kernel panic or
-    /// emergency mode means the node will never become healthy.
-    pub console: bool,
-}
-
-/// Console lines after which a VM will not become healthy.
-const FATAL_CONSOLE: &str = r"Kernel panic - not syncing|You are in emergency mode|Entering emergency mode|Give root password for maintenance|\[FAILED\] Failed to start";
-
-/// The console lines that show why a VM is unhealthy, if it is.
-fn fatal_lines(log: &str) -> Option<String> {
-    let re = regex::Regex::new(FATAL_CONSOLE).ok()?;
-    let lines: Vec<&str> = log.lines().collect();
-    let at = lines.iter().position(|l| re.is_match(l))?;
-    let from = at.saturating_sub(5);
-    let to = (at + 5).min(lines.len());
-    Some(lines[from..to].join("\n"))
-}
-
-/// The compiled pattern of a console condition, once for all its tries
-/// (validation already refused patterns that do not compile).
-fn console_regex(check: &HealthCheck) -> Option<regex::Regex> {
-    match &check.probe {
-        Probe::Console { pattern } => regex::Regex::new(pattern).ok(),
-        _ => None,
-    }
-}
-
-/// Tries a probe once.
-async fn probe_once<B: Backend>(
-    backend: &B,
-    target: &Target<'_>,
-    check: &HealthCheck,
-    pattern: Option<&regex::Regex>,
-) -> Result<(), String> {
-    let Target {
-        id,
-        addresses,
-        values,
-        primary,
-        ..
-    } = *target;
-    let attempt_limit = check
-        .interval
-        .clamp(Duration::from_millis(500), Duration::from_secs(5));
-    match &check.probe {
-        Probe::Console { .. } => {
-            let log = backend.logs(id, None).await.map_err(|e| e.to_string())?;
-            match pattern {
-                Some(re) if log.lines().any(|l| re.is_match(l)) => Ok(()),
-                _ => Err("pattern not seen in the log yet".into()),
-            }
-        }
-        Probe::Tcp { port, network } => {
-            let ip = address(backend, id, addresses, Some(network))
-                .await
-                .ok_or_else(|| format!("the node has no address on {network}"))?;
-            let addr = SocketAddr::from((ip, *port));
-            backend.reach(id, addr, None, attempt_limit).await.map(drop)
-        }
-        Probe::Exec { run } => {
-            let argv = values.argv(run)?;
-            let out = backend.exec(id, &argv).await.map_err(|e| e.to_string())?;
-            if out.exit_code == 0 {
-                Ok(())
-            } else {
-                let stderr = tail(out.stderr.trim_end(), 3);
-                if stderr.is_empty() {
-                    Err(format!("exit code {}", out.exit_code))
-                } else {
-                    Err(format!("exit code {}: {stderr}", out.exit_code))
-                }
-            }
-        }
-        Probe::Http { port, path, status } => {
-            let on_primary = address(backend, id, addresses, primary).await;
-            let ip = match on_primary {
-                Some(ip) => ip,
-                None => address(backend, id, addresses, None)
-                    .await
-                    .ok_or_else(|| "the node has no address".to_string())?,
-            };
-            let what = format!("GET http://{ip}:{port}{path}");
-            let request = format!(
-                "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: benchscale\r\n\r\n"
-            );
-            let addr = SocketAddr::from((ip, *port));
-            let head = backend
-                .reach(id, addr, Some(&request), attempt_limit)
-                .await
-                .map_err(|e| format!("{what}: {e}"))?;
-            let got = status_code(&head).ok_or_else(|| format!("{what}: not an HTTP response"))?;
-            if got == *status {
-                Ok(())
-            } else {
-                Err(format!(
-                    "GET http://{ip}:{port}{path} returned {got}, expected {status}"
-                ))
-            }
-        }
-        Probe::DockerHealth => {
-            let status = backend.status(id).await.map_err(|e| e.to_string())?;
-            match status.docker_health.as_deref() {
-                Some("healthy") => Ok(()),
-                Some(other) => Err(format!("Docker reports {other}")),
-                None => Err("the image has no HEALTHCHECK".into()),
-            }
-        }
-        // A command over SSH succeeds: the backend's exec is SSH for VMs.
-        Probe::Ssh => {
-            let out = backend
-                .exec(id, &["true".to_string()])
-                .await
-                .map_err(|e| e.to_string())?;
-            if out.exit_code == 0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`true` over SSH exited with code {}",
-                    out.exit_code
-                ))
-            }
-        }
-    }
-}
-
-/// The node's address on `network` (on any, when `None` or when it has
-/// none there). The addresses known when the wait began come first; a
-/// node that had none then (a VM waiting for DHCP) is asked again.
-async fn address<B: Backend>(
-    backend: &B,
-    id: &str,
-    known: &BTreeMap<String, Ipv4Addr>,
-    network: Option<&str>,
-) -> Option<Ipv4Addr> {
-    let pick = |addresses: &BTreeMap<String, Ipv4Addr>| match network {
-        Some(n) => addresses.get(n).copied(),
-        None => addresses.values().next().copied(),
-    };
-    if let Some(ip) = pick(known) {
-        return Some(ip);
-    }
-    let now = backend.status(id).await.ok()?;
-    pick(&now.addresses)
-}
-
-/// The status code of an HTTP response's first line.
-fn status_code(head: &str) -> Option<u16> {
-    head.split_whitespace().nth(1)?.parse().ok()
-}
-
-pub use crate::lifecycle::Health;
-
 /// One condition tried once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConditionCheck {
@@ -254,7 +78,7 @@ pub async fn check_once<B: Backend>(
             .timeout
             .clamp(Duration::from_secs(5), Duration::from_secs(30));
         let error =
-            match tokio::time::timeout(limit, probe_once(backend, target, check, pattern.as_ref()))
+            match tokio::time::timeout(limit, try_once(backend, target, check, pattern.as_ref()))
                 .await
             {
                 Ok(result) => result.err(),
@@ -296,12 +120,6 @@ fn pause(check: &HealthCheck) -> Duration {
     }
 }
 
-/// The last `n` lines of a text.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Waits until every condition passes, in order. Each condition gets its
 /// own `start_period + timeout` from the moment it is first tried.
 ///
@@ -325,7 +143,7 @@ pub async fn wait_healthy<B: Backend>(
         let deadline = Instant::now() + check.start_period + check.timeout;
         loop {
             let permit = target.permits.acquire().await;
-            let result = probe_once(backend, target, check, pattern.as_ref()).await;
+            let result = try_once(backend, target, check, pattern.as_ref()).await;
             let Err(last_error) = result else { break };
             // A node that stopped will not become healthy: say so at once.
             let status = backend.status(target.id).await;
@@ -369,62 +187,4 @@ pub async fn wait_healthy<B: Backend>(
         }
     }
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backend::fake::{FakeBackend, FakeNode};
-
-    /// A VM that got its address by DHCP after the wait for it began.
-    #[tokio::test]
-    async fn a_tcp_condition_asks_again_for_an_address_that_came_late() {
-        let backend = FakeBackend::new();
-        let ip = Ipv4Addr::new(10, 9, 0, 7);
-        backend.state.lock().unwrap().nodes.insert(
-            "vm:x".into(),
-            FakeNode {
-                lab: "l".into(),
-                name: "x".into(),
-                spec_hash: String::new(),
-                state: RunState::Running,
-                networks: [("lan".to_string(), Some(ip))].into(),
-                started_at: None,
-            },
-        );
-        let (known, values, permits) = (
-            BTreeMap::new(),
-            Values::default(),
-            tokio::sync::Semaphore::new(1),
-        );
-        let target = Target {
-            id: "vm:x",
-            addresses: &known,
-            values: &values,
-            primary: Some("lan"),
-            permits: &permits,
-            console: false,
-        };
-        let check = |probe| HealthCheck {
-            probe,
-            timeout: Duration::from_secs(1),
-            interval: Duration::from_secs(1),
-            start_period: Duration::ZERO,
-        };
-        let tcp = check(Probe::Tcp {
-            port: 22,
-            network: "lan".into(),
-        });
-        assert_eq!(probe_once(&backend, &target, &tcp, None).await, Ok(()));
-        let elsewhere = check(Probe::Tcp {
-            port: 22,
-            network: "wan".into(),
-        });
-        assert_eq!(
-            probe_once(&backend, &target, &elsewhere, None).await,
-            Err("the node has no address on wan".into())
-        );
-        let reached = backend.state.lock().unwrap().reached.clone();
-        assert_eq!(reached, vec![SocketAddr::from((ip, 22))]);
-    }
 }
