@@ -13,5 +13,6 @@ pub mod lifecycle;
 pub mod plan;
 pub mod probe;
 pub mod registry;
+pub mod report;
 pub mod synth;
 pub mod topology;

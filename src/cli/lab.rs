@@ -2,6 +2,7 @@
 //! status, list, exec, logs.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::engine::{ApplyOptions, Engine, EngineError, LabStatus};
 use crate::exec::{EventSink, NodeEnd};
 use crate::plan::{Action, Plan};
+use crate::report::{Sink, Timed, Timeline};
 use crate::topology::model::NodeKind;
 use crate::topology::{self, Topology};
 
@@ -26,6 +28,44 @@ fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
+}
+
+/// The event sinks of a command that changes a lab: the progress display,
+/// and the timeline that `-o json` reports.
+struct Sinks {
+    task: tokio::task::JoinHandle<Vec<Box<dyn Sink>>>,
+    timeline: Arc<Mutex<Timeline>>,
+}
+
+impl Sinks {
+    fn start(output: OutputFormat) -> (EventSink, Self) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let progress = super::progress::Progress::new(output == OutputFormat::Json);
+        let sinks: Vec<Box<dyn Sink>> = vec![Box::new(progress), Box::new(timeline.clone())];
+        let task = tokio::spawn(crate::report::fan_out(rx, sinks));
+        (EventSink::new(tx), Self { task, timeline })
+    }
+
+    /// Waits for the stream to end (the engine dropped its sender) and
+    /// returns the timeline.
+    async fn finish(self) -> Vec<Timed> {
+        let _ = self.task.await;
+        let timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        timeline.events.clone()
+    }
+}
+
+/// A report with the events that led to it, as `-o json` prints it.
+fn with_events(report: &impl serde::Serialize, events: Vec<Timed>) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "events".into(),
+            serde_json::to_value(events).unwrap_or_default(),
+        );
+    }
+    value
 }
 
 fn load(file: &Path) -> Result<Topology, u8> {
@@ -120,14 +160,13 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 Ok(e) => e,
                 Err(code) => return code,
             };
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let renderer = tokio::spawn(super::progress::render(rx, output == OutputFormat::Json));
-            let result = engine.destroy(&lab, EventSink::new(tx)).await;
-            let _ = renderer.await;
+            let (events, sinks) = Sinks::start(output);
+            let result = engine.destroy(&lab, events).await;
+            let timeline = sinks.finish().await;
             match result {
                 Ok(r) => {
                     match output {
-                        OutputFormat::Json => print_json(&r),
+                        OutputFormat::Json => print_json(&with_events(&r, timeline)),
                         OutputFormat::Text => {
                             if r.nodes.is_empty() && r.networks.is_empty() {
                                 println!("lab {lab}: nothing to remove");
@@ -267,8 +306,7 @@ async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputF
     };
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let renderer = tokio::spawn(super::progress::render(rx, output == OutputFormat::Json));
+    let (events, sinks) = Sinks::start(output);
     let result = engine
         .apply(
             topology,
@@ -276,17 +314,17 @@ async fn apply(config: &Config, file: &Path, parallelism: usize, output: OutputF
                 parallelism,
                 cancel: cancel.clone(),
             },
-            EventSink::new(tx),
+            events,
         )
         .await;
-    let _ = renderer.await;
+    let timeline = sinks.finish().await;
     let report = match result {
         Ok(r) => r,
         Err(EngineError::Registry(e)) => return self::report(e),
         Err(e) => return self::report(e),
     };
     if output == OutputFormat::Json {
-        print_json(&report);
+        print_json(&with_events(&report, timeline));
     } else {
         let outcome = &report.outcome;
         for e in &outcome.errors {

@@ -1,4 +1,4 @@
-//! Renders executor events: a spinner with the latest news on a terminal,
+//! The progress display, an event sink (see [`crate::report`]): a spinner with the latest news on a terminal,
 //! plain lines otherwise (CI logs). Everything goes to stderr, so that
 //! `-o json` output on stdout stays clean.
 
@@ -6,9 +6,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::exec::Event;
+use crate::report::Sink;
 
 fn line(event: &Event) -> Option<String> {
     Some(match event {
@@ -39,27 +39,43 @@ fn line(event: &Event) -> Option<String> {
     })
 }
 
-/// Consumes events until the sender is dropped.
-pub async fn render(mut events: UnboundedReceiver<Event>, quiet: bool) {
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
-    let mut ready = 0usize;
-    while let Some(event) = events.recv().await {
-        if quiet {
-            continue;
+/// The progress display: a spinner with the latest news on a terminal,
+/// plain lines otherwise; nothing when quiet (`-o json`).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    ready: usize,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self {
+            bar,
+            quiet,
+            ready: 0,
+        }
+    }
+}
+
+impl Sink for Progress {
+    fn event(&mut self, _at: Duration, event: &Event) {
+        if self.quiet {
+            return;
         }
         if matches!(event, Event::NodeReady { .. }) {
-            ready += 1;
+            self.ready += 1;
         }
-        let Some(text) = line(&event) else { continue };
-        match &bar {
+        let Some(text) = line(event) else { return };
+        match &self.bar {
             Some(bar) => {
                 // Milestones stay on screen; the rest only passes by.
                 if matches!(
@@ -73,12 +89,15 @@ pub async fn render(mut events: UnboundedReceiver<Event>, quiet: bool) {
                 ) {
                     bar.println(&text);
                 }
-                bar.set_message(format!("{ready} ready; {text}"));
+                bar.set_message(format!("{} ready; {text}", self.ready));
             }
             None => eprintln!("{text}"),
         }
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
     }
 }
