@@ -1,6 +1,6 @@
 //! The CLI's own contract: schema bytes, graph output, configuration.
 
-use crate::util::{benchscale, benchscale_with, root};
+use crate::support::{benchscale, benchscale_with, root};
 
 #[test]
 fn the_checked_in_schema_is_what_the_types_generate() {
