@@ -33,11 +33,13 @@ mod spawned;
 mod status;
 
 pub use base::LabBase;
-pub use command::{Run, benchscale, benchscale_with, root, run, run_bounded, run_limited};
+pub use command::{
+    Run, benchscale, benchscale_with, root, run, run_bounded, run_limited, scrubbed,
+};
 pub use docker::{IMAGE, LABEL_LAB, docker, docker_ok, now, require_docker};
 pub use files::{fixture_dirs, relative, yaml_files};
 pub use libvirt::{BASE, owned, require, virsh, virsh_ok};
-pub use names::{Backends, exclusive};
+pub use names::{Backends, Lease, exclusive};
 pub use scratch::Scratch;
 pub use spawned::Spawned;
 pub use status::LabCli;
