@@ -1,7 +1,8 @@
 //! `apply` against the real engine: networks, static addresses, the
 //! dependency chain, outputs passed between nodes, and idempotency.
 
-use crate::lab::{LabCli, TestLab, now};
+use crate::lab::TestLab;
+use crate::support::{LabCli, docker_ok, now};
 
 /// Two networks (one internal), static addresses, a `healthy` chain
 /// db → app → client, and outputs: db captures a token that app receives in
@@ -75,7 +76,7 @@ fn position(progress: &str, needle: &str) -> usize {
 
 #[test]
 fn a_two_network_stack_comes_up_in_order_with_addresses_and_outputs() {
-    let lab = TestLab::new("it-stack", 1, STACK);
+    let lab = TestLab::new("it-stack", STACK);
     let n = lab.slot;
     let run = lab.apply_ok();
 
@@ -98,12 +99,12 @@ fn a_two_network_stack_comes_up_in_order_with_addresses_and_outputs() {
         .iter()
         .map(|net| (net.logical.as_str(), net.subnet.as_str()))
         .collect();
-    let (front, back) = (format!("10.242.{n}.0/24"), format!("10.243.{n}.0/24"));
+    let (front, back) = (lab.subnet(242), lab.subnet(243));
     assert_eq!(
         subnets,
         [("back", back.as_str()), ("front", front.as_str())]
     );
-    let internal = crate::lab::docker_ok(&[
+    let internal = docker_ok(&[
         "network",
         "inspect",
         "--format",
@@ -244,7 +245,7 @@ nodes:
 
 #[test]
 fn a_second_apply_changes_nothing_at_all() {
-    let lab = TestLab::new("it-idle", 2, IDLE);
+    let lab = TestLab::new("it-idle", IDLE);
     lab.plan().expect_code(2, "plan before the first apply");
     let first_since = now();
     lab.apply_ok();
@@ -321,7 +322,7 @@ fn a_second_apply_changes_nothing_at_all() {
 
 #[test]
 fn changing_steps_or_health_reruns_steps_but_recreates_nothing() {
-    let lab = TestLab::new("it-steps", 3, IDLE);
+    let lab = TestLab::new("it-steps", IDLE);
     lab.apply_ok();
     let before = lab.fingerprints();
 
@@ -355,7 +356,7 @@ fn changing_steps_or_health_reruns_steps_but_recreates_nothing() {
 
 #[test]
 fn changing_a_nodes_env_replaces_that_node_only() {
-    let lab = TestLab::new("it-respec", 4, IDLE);
+    let lab = TestLab::new("it-respec", IDLE);
     lab.apply_ok();
     let before = lab.fingerprints();
     lab.write(&IDLE.replace(

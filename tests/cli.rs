@@ -1,6 +1,6 @@
 //! The CLI's own contract: schema bytes, graph output, configuration.
 
-use crate::util::{benchscale, benchscale_with, root};
+use crate::support::{Scratch, benchscale, benchscale_with, root, scrubbed};
 
 #[test]
 fn the_checked_in_schema_is_what_the_types_generate() {
@@ -58,19 +58,14 @@ fn graph_of_an_invalid_file_fails_with_the_diagnostics() {
 
 #[test]
 fn config_shows_each_value_and_its_origin() {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_benchscale"));
-    let dir = std::env::temp_dir().join(format!("benchscale-config-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("config-test");
     let file = dir.join("config.toml");
     std::fs::write(&file, "ssh_port = 2200\n").unwrap();
-    let out = cmd
-        .args(["config", "-o", "json", "--config"])
+    let out = scrubbed(&["config", "-o", "json", "--config"], &root())
         .arg(&file)
         .env("BENCHSCALE_SSH_USER", "tester")
-        .env_remove("BENCHSCALE_CONFIG")
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -90,11 +85,7 @@ fn config_shows_each_value_and_its_origin() {
 
 #[test]
 fn a_bad_config_variable_is_named_and_exits_1() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_benchscale"))
-        .args(["config"])
-        .env("BENCHSCALE_SSH_TIMEOUT_SECS", "soon")
-        .output()
-        .unwrap();
+    let out = benchscale_with(&["config"], &[("BENCHSCALE_SSH_TIMEOUT_SECS", "soon")]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("BENCHSCALE_SSH_TIMEOUT_SECS"), "{stderr}");
@@ -123,7 +114,7 @@ fn a_missing_or_unreadable_file_is_a_clear_error() {
 
 #[test]
 fn benchscale_log_writes_diagnostics_only_when_asked_and_names_a_bad_level() {
-    let state = tempfile::tempdir().expect("temp dir");
+    let state = Scratch::new("log-state");
     let state = state.path().to_str().expect("utf-8 path");
     let quiet = benchscale_with(&["list"], &[("BENCHSCALE_STATE_DIR", state)]);
     assert_eq!(quiet.status.code(), Some(0), "{quiet:?}");

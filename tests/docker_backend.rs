@@ -1,10 +1,10 @@
 //! The Docker backend against the real engine: no mocks.
 //!
-//! Each test owns a lab name (`bt-…`) and its own 10.241.N.0/24 subnets, so
-//! the tests run in parallel, and a [`LabGuard`] removes whatever carries the
-//! lab's label, before the test (leftovers of a killed run) and after it,
-//! even when it fails. The guard uses the docker CLI, which the engine itself
-//! must not.
+//! Each test holds a [`Lease`]: a lab name (`bt-…`) and subnets no other
+//! lab holds at the same time, so the tests run in parallel. Dropped, it
+//! removes whatever carries the lab's label, even when the test fails;
+//! leftovers of a killed run go when its slot is next leased. It uses the
+//! docker CLI, which the engine itself must not.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use benchscale::backend::docker::DockerBackend;
 use benchscale::backend::{
-    Backend, BackendError, CreateRequest, LABEL_LAB, NodeStatus, RunState, resource_name,
+    Backend, BackendError, CreateRequest, NodeStatus, RunState, resource_name,
 };
 use benchscale::topology::model::{Network, NodeKind};
 
-const IMAGE: &str = "benchscale/busybox:latest";
+use crate::support::{Backends, IMAGE, Lease, Scratch};
 
 /// Connects to the engine the way benchscale's configuration would.
 async fn backend() -> DockerBackend {
@@ -28,59 +28,13 @@ async fn backend() -> DockerBackend {
     })
 }
 
-/// Removes everything labelled with its lab when created and when dropped.
-struct LabGuard {
-    lab: &'static str,
-}
-
-impl LabGuard {
-    fn new(lab: &'static str) -> Self {
-        remove_lab(lab);
-        LabGuard { lab }
-    }
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        remove_lab(self.lab);
-    }
-}
-
-fn remove_lab(lab: &str) {
-    let filter = format!("label={LABEL_LAB}={lab}");
-    let ids = |args: &[&str]| -> Vec<String> {
-        let out = Command::new("docker")
-            .args(args)
-            .output()
-            .expect("run docker");
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
-    };
-    let containers = ids(&["ps", "-aq", "--filter", &filter]);
-    if !containers.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v"])
-            .args(&containers)
-            .output();
-    }
-    let networks = ids(&["network", "ls", "-q", "--filter", &filter]);
-    if !networks.is_empty() {
-        let _ = Command::new("docker")
-            .args(["network", "rm"])
-            .args(&networks)
-            .output();
-    }
-}
-
-/// A network 10.241.`octet`.0/24 with the gateway at .1.
-fn network(name: &str, octet: u8, nat: bool) -> Network {
+/// The lab's network 10.`octet`.N.0/24 with the gateway at .1.
+fn network(lease: &Lease, name: &str, octet: u8, nat: bool) -> Network {
     Network {
         name: name.to_owned(),
         kind: NodeKind::Container,
-        subnet: format!("10.241.{octet}.0/24").parse().expect("subnet"),
-        gateway: Ipv4Addr::new(10, 241, octet, 1),
+        subnet: lease.subnet(octet).parse().expect("subnet"),
+        gateway: lease.address(octet, 1),
         nat,
         dhcp: false,
         reservations: Vec::new(),
@@ -192,27 +146,27 @@ async fn images_are_checked_without_pulling() {
 
 #[tokio::test]
 async fn a_node_on_two_networks_is_observed_with_its_addresses() {
-    let lab = "bt-observe";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-observe", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let lan = docker
-        .create_network(lab, &network("lan", 1, true), "net-hash-lan")
+        .create_network(lab, &network(&lease, "lan", 241, true), "net-hash-lan")
         .await
         .expect("lan");
     let wan = docker
-        .create_network(lab, &network("wan", 2, true), "net-hash-wan")
+        .create_network(lab, &network(&lease, "wan", 242, true), "net-hash-wan")
         .await
         .expect("wan");
 
     // A second network of the same name is refused rather than duplicated.
     let err = docker
-        .create_network(lab, &network("lan", 3, true), "x")
+        .create_network(lab, &network(&lease, "lan", 243, true), "x")
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Api { .. }), "{err:?}");
 
-    let lan_ip = Ipv4Addr::new(10, 241, 1, 10);
-    let wan_ip = Ipv4Addr::new(10, 241, 2, 10);
+    let lan_ip = lease.address(241, 10);
+    let wan_ip = lease.address(242, 10);
     let networks = vec![
         ("lan".to_owned(), lan.clone(), Some(lan_ip)),
         ("wan".to_owned(), wan.clone(), Some(wan_ip)),
@@ -284,11 +238,11 @@ async fn a_node_on_two_networks_is_observed_with_its_addresses() {
 
 #[tokio::test]
 async fn a_missing_network_or_image_leaves_no_container() {
-    let lab = "bt-rollback";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-rollback", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let lan = docker
-        .create_network(lab, &network("lan", 5, true), "h")
+        .create_network(lab, &network(&lease, "lan", 241, true), "h")
         .await
         .expect("lan");
     let gone = ("gone".to_owned(), resource_name(lab, "gone"), None);
@@ -326,11 +280,11 @@ async fn a_missing_network_or_image_leaves_no_container() {
 /// removed by hand after that, it makes `start` fail, and the error names it.
 #[tokio::test]
 async fn a_network_removed_after_observe_fails_the_start_naming_it() {
-    let lab = "bt-netgone";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-netgone", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let lan = docker
-        .create_network(lab, &network("lan", 7, true), "h")
+        .create_network(lab, &network(&lease, "lan", 241, true), "h")
         .await
         .expect("lan");
     let observed = docker.observe(lab).await.expect("observe");
@@ -363,8 +317,8 @@ async fn a_network_removed_after_observe_fails_the_start_naming_it() {
 
 #[tokio::test]
 async fn exec_collects_output_and_exit_codes() {
-    let lab = "bt-exec";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-exec", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let id = running_node(&docker, lab, "box", &["sleep", "3600"]).await;
 
@@ -414,12 +368,11 @@ async fn exec_collects_output_and_exit_codes() {
 
 #[tokio::test]
 async fn copy_creates_missing_folders_and_sets_the_mode() {
-    let lab = "bt-copy";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-copy", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let id = running_node(&docker, lab, "box", &["sleep", "3600"]).await;
-    let dir = std::env::temp_dir().join(format!("bt-copy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("bt-copy");
     let src = dir.join("payload.txt");
     std::fs::write(&src, "line one\nline two\n").unwrap();
 
@@ -432,7 +385,6 @@ async fn copy_creates_missing_folders_and_sets_the_mode() {
         .copy(&id, &src, "/tmp/plain.txt", None)
         .await
         .expect("copy to /tmp");
-    let _ = std::fs::remove_dir_all(&dir);
 
     let out = docker.exec(&id, &argv(&["cat", dest])).await.unwrap();
     assert_eq!(out.stdout, "line one\nline two\n");
@@ -463,8 +415,8 @@ async fn copy_creates_missing_folders_and_sets_the_mode() {
 
 #[tokio::test]
 async fn logs_hold_stdout_and_stderr_and_can_be_tailed() {
-    let lab = "bt-logs";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-logs", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     // The engine copies stdout and stderr separately, so lines written at
     // once may be logged in either order; the pause keeps `three` last.
@@ -487,14 +439,14 @@ async fn logs_hold_stdout_and_stderr_and_can_be_tailed() {
 
 #[tokio::test]
 async fn stop_start_and_idempotent_removal() {
-    let lab = "bt-life";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-life", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let lan = docker
-        .create_network(lab, &network("lan", 4, true), "h")
+        .create_network(lab, &network(&lease, "lan", 241, true), "h")
         .await
         .expect("lan");
-    let ip = Ipv4Addr::new(10, 241, 4, 20);
+    let ip = lease.address(241, 20);
     let id = docker
         .create(&request(
             lab,
@@ -553,14 +505,14 @@ async fn stop_start_and_idempotent_removal() {
 /// checks can probe such nodes.
 #[tokio::test]
 async fn the_host_reaches_a_node_on_an_internal_network() {
-    let lab = "bt-internal";
-    let _guard = LabGuard::new(lab);
+    let lease = Lease::new("bt-internal", Backends::DOCKER);
+    let lab = lease.name.as_str();
     let docker = backend().await;
     let net = docker
-        .create_network(lab, &network("iso", 6, false), "h")
+        .create_network(lab, &network(&lease, "iso", 241, false), "h")
         .await
         .expect("network");
-    let ip = Ipv4Addr::new(10, 241, 6, 10);
+    let ip = lease.address(241, 10);
     let networks = vec![("iso".to_owned(), net, Some(ip))];
     let serve = "echo ok > /index.html && exec httpd -f -p 8080 -h /";
     let id = docker

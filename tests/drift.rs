@@ -8,7 +8,8 @@
 //! such a container is kept; its steps run again (its id is not the
 //! recorded one) and the next plan reports no changes.
 
-use crate::lab::{IMAGE, LabCli, TestLab, docker, docker_ok};
+use crate::lab::TestLab;
+use crate::support::{IMAGE, LabCli, docker, docker_ok};
 
 /// a on front, b on front and back (waiting for a), c on back; each with a
 /// step that appends to /tmp/ran, and b with an output.
@@ -55,8 +56,8 @@ const NODES: [&str; 3] = ["a", "b", "c"];
 const NETWORKS: [&str; 2] = ["back", "front"];
 
 /// A lab with DRIFT applied.
-fn applied(name: &str, slot: u8) -> TestLab {
-    let lab = TestLab::new(name, slot, DRIFT);
+fn applied(base: &str) -> TestLab {
+    let lab = TestLab::new(base, DRIFT);
     lab.apply_ok();
     lab
 }
@@ -95,7 +96,7 @@ fn apply_once(lab: &TestLab) {
 
 #[test]
 fn a_container_removed_by_hand_is_recreated_alone() {
-    let lab = applied("it-drift-rm", 10);
+    let lab = applied("it-drift-rm");
     let before = lab.fingerprints();
     docker_ok(&["rm", "-f", &lab.real("b")]);
 
@@ -117,7 +118,7 @@ fn a_container_removed_by_hand_is_recreated_alone() {
 
 #[test]
 fn stopped_and_paused_containers_are_started_or_replaced_alone() {
-    let lab = applied("it-drift-stop", 11);
+    let lab = applied("it-drift-stop");
     let before = lab.fingerprints();
     docker_ok(&["stop", "-t", "0", &lab.real("a")]);
     docker_ok(&["pause", &lab.real("c")]);
@@ -160,7 +161,7 @@ fn stopped_and_paused_containers_are_started_or_replaced_alone() {
 
 #[test]
 fn a_container_connected_to_another_network_by_hand_is_replaced_alone() {
-    let lab = applied("it-drift-conn", 12);
+    let lab = applied("it-drift-conn");
     let before = lab.fingerprints();
     docker_ok(&["network", "connect", "bridge", &lab.real("c")]);
 
@@ -184,7 +185,7 @@ fn a_container_connected_to_another_network_by_hand_is_replaced_alone() {
 
 #[test]
 fn a_foreign_container_with_a_nodes_name_is_never_touched() {
-    let lab = applied("it-drift-foreign", 13);
+    let lab = applied("it-drift-foreign");
     let before = lab.fingerprints();
     docker_ok(&["rm", "-f", &lab.real("c")]);
     // Made by hand, without benchscale's labels: not the lab's.
@@ -235,7 +236,7 @@ fn a_foreign_container_with_a_nodes_name_is_never_touched() {
 
 #[test]
 fn nodes_and_networks_deleted_from_the_file_go_alone() {
-    let lab = applied("it-drift-del", 14);
+    let lab = applied("it-drift-del");
     let before = lab.fingerprints();
     let without_c = DRIFT
         .split("  c:\n")
@@ -273,7 +274,7 @@ fn nodes_and_networks_deleted_from_the_file_go_alone() {
 
 #[test]
 fn a_network_removed_by_hand_is_recreated_with_its_containers() {
-    let lab = applied("it-drift-net", 15);
+    let lab = applied("it-drift-net");
     let before = lab.fingerprints();
     let back = lab.real("back");
     let back_id = lab
@@ -307,7 +308,7 @@ fn a_network_removed_by_hand_is_recreated_with_its_containers() {
         .expect("back re-created");
     assert_ne!(new_back.id, back_id);
     let n = lab.slot;
-    assert_eq!(new_back.subnet, format!("10.245.{n}.0/24"));
+    assert_eq!(new_back.subnet, lab.subnet(245));
     assert_eq!(lab.container("b").networks[&back], format!("10.245.{n}.11"));
     assert_eq!(lab.container("c").networks[&back], format!("10.245.{n}.12"));
     // b and c reach each other on the new network.

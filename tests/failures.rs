@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use crate::lab::{LabCli, TestLab};
+use crate::lab::TestLab;
+use crate::support::LabCli;
 
 #[test]
 fn a_missing_image_is_named_and_nothing_is_created() {
     let lab = TestLab::new(
         "it-noimage",
-        40,
         r#"
 name: {lab}
 networks:
@@ -90,7 +90,7 @@ fn without_engine(lab: &TestLab, args: &[&str]) {
 
 #[test]
 fn an_unreachable_engine_is_a_clear_error_and_nothing_is_created() {
-    let lab = TestLab::new("it-nodaemon", 41, ONE_NODE);
+    let lab = TestLab::new("it-nodaemon", ONE_NODE);
     without_engine(&lab, &["apply", &lab.file_arg()]);
     without_engine(&lab, &["plan", &lab.file_arg()]);
     assert!(lab.containers().is_empty());
@@ -105,7 +105,7 @@ fn an_unreachable_engine_is_a_clear_error_and_nothing_is_created() {
 
 #[test]
 fn destroy_and_status_with_an_unreachable_engine_fail_and_keep_the_lab() {
-    let lab = TestLab::new("it-nodaemon-2", 44, ONE_NODE);
+    let lab = TestLab::new("it-nodaemon-kept", ONE_NODE);
     lab.apply_ok();
     let before = lab.fingerprints();
     // Without the engine, destroy cannot know what the lab owns: it must
@@ -170,7 +170,7 @@ nodes:
 
 #[test]
 fn an_unhealthy_node_fails_with_its_condition_and_log_and_skips_its_dependents() {
-    let lab = TestLab::new("it-unhealthy", 42, UNHEALTHY);
+    let lab = TestLab::new("it-unhealthy", UNHEALTHY);
     let run = lab.apply();
     run.expect_code(1, "apply with a node that never becomes healthy");
     let err = &run.stderr;
@@ -254,7 +254,7 @@ nodes:
 
 #[test]
 fn a_failing_step_shows_its_exit_code_and_stderr_and_a_fixed_file_converges() {
-    let lab = TestLab::new("it-badstep", 43, FAILING_STEP);
+    let lab = TestLab::new("it-badstep", FAILING_STEP);
     let run = lab.apply();
     run.expect_code(1, "apply with a failing step");
     assert!(

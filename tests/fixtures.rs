@@ -5,7 +5,7 @@
 //! with `BLESS=1` to rewrite the golden files after a deliberate change, then
 //! read the diff.
 
-use crate::util::{benchscale, fixture_dirs, relative, yaml_files};
+use crate::support::{benchscale, fixture_dirs, relative, yaml_files};
 
 fn golden_lines(json: &serde_json::Value) -> String {
     let mut out = String::new();

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::lab::{LabCli, TestLab};
+use crate::lab::TestLab;
+use crate::support::{LabCli, docker_ok};
 
 const CHECKED: &str = r#"
 name: {lab}
@@ -65,7 +66,7 @@ fn health_of<'a>(
 
 #[test]
 fn status_check_judges_health_now_booting_within_the_timeout_unhealthy_after() {
-    let lab = TestLab::new("it-check", 45, CHECKED);
+    let lab = TestLab::new("it-check", CHECKED);
     lab.apply_ok();
     let all = checked(&lab);
     for node in ["quick", "patient"] {
@@ -96,7 +97,7 @@ fn status_check_judges_health_now_booting_within_the_timeout_unhealthy_after() {
     assert_eq!(lab.node_status("quick")["health"], "Healthy");
 
     // A stopped node is unhealthy, whatever its conditions.
-    crate::lab::docker_ok(&["stop", "-t", "0", &lab.real("patient")]);
+    docker_ok(&["stop", "-t", "0", &lab.real("patient")]);
     let all = checked(&lab);
     let (_, health, problems) = health_of(&all, "patient");
     assert_eq!(health, "Unhealthy", "{all:?}");

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use crate::lab::{LabCli, Spawned, TestLab};
+use crate::lab::TestLab;
+use crate::support::{LabCli, Scratch, Spawned};
 use crate::vmlab::{TINY, VmLab};
 
 /// `a` never becomes healthy; `b` waits for it.
@@ -52,8 +53,8 @@ enum Stop {
 
 /// Starts an apply, stops it while `a` waits for its health, and checks
 /// that the next apply checks `a` again and fails on it.
-fn interrupted_then_checked(name: &str, slot: u8, stop: Stop) {
-    let lab = TestLab::new(name, slot, NEVER);
+fn interrupted_then_checked(name: &str, stop: Stop) {
+    let lab = TestLab::new(name, NEVER);
     let mut apply = lab.spawn_apply();
     apply.wait_for_stderr("a: waiting for exec", Duration::from_secs(30));
     // Well inside the 8 s the condition has.
@@ -91,19 +92,19 @@ fn interrupted_then_checked(name: &str, slot: u8, stop: Stop) {
 
 #[test]
 fn sigterm_during_a_health_wait_leaves_the_node_to_be_checked_again() {
-    interrupted_then_checked("it-int-term", 46, Stop::Term);
+    interrupted_then_checked("it-int-term", Stop::Term);
 }
 
 #[test]
 fn sigkill_during_a_health_wait_leaves_the_node_to_be_checked_again() {
-    interrupted_then_checked("it-int-kill", 47, Stop::Kill);
+    interrupted_then_checked("it-int-kill", Stop::Kill);
 }
 
 /// A node that does pass, checked again after an interrupt: the second
 /// apply waits for it, then makes its dependent.
 #[test]
 fn a_node_checked_again_that_passes_lets_its_dependents_go_on() {
-    let lab = TestLab::new("it-int-pass", 48, &NEVER.replace("/never", "/tmp/ok"));
+    let lab = TestLab::new("it-int-pass", &NEVER.replace("/never", "/tmp/ok"));
     let mut apply = lab.spawn_apply();
     apply.wait_for_stderr("a: waiting for exec", Duration::from_secs(30));
     apply.kill9();
@@ -156,8 +157,8 @@ nodes:
 
 #[test]
 fn a_vm_stopped_during_its_health_wait_is_checked_again_by_sigterm_and_sigkill() {
-    let lab = VmLab::booting("vt-int", 30, &TINY, VM_NEVER);
-    let scratch = tempfile::tempdir().expect("scratch folder");
+    let lab = VmLab::booting("vt-int", &TINY, VM_NEVER);
+    let scratch = Scratch::new("vt-int-spawned");
     for stop in [Stop::Term, Stop::Kill] {
         let apply = lab.command(&["apply", &lab.file_arg()]);
         let mut apply = Spawned::start(apply, scratch.path());

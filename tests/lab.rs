@@ -1,306 +1,29 @@
 //! A lab under test, driven through the `benchscale` binary against the real
 //! Docker engine.
 //!
-//! A [`TestLab`] owns a topology file in a temporary folder, its own
-//! `BENCHSCALE_STATE_DIR`, a lab name and a subnet slot. Its `Drop` removes
-//! every container and network labelled `io.benchscale.lab=<lab>` (with the
-//! docker CLI, which benchscale itself never uses), then its folders, so
-//! cleanup happens when a test panics too; an apply started in the
-//! background ([`Spawned`]) is killed when dropped, before that. Leftovers
-//! of an earlier, killed run are removed when a lab is made.
+//! A [`TestLab`] is a [`LabBase`] (see `support`: a name and slot of its
+//! own, its topology file with `{lab}` and `{n}` filled in, its own
+//! `BENCHSCALE_STATE_DIR`, cleanup by label on drop, also when a test
+//! panics) plus the Docker engine's view of the lab, through the docker
+//! CLI, which benchscale itself never uses. An apply started in the
+//! background ([`Spawned`]) is killed when dropped, before the cleanup.
 //!
-//! Tests run in parallel threads, so each one uses its own lab name
-//! (`it-…`) and its own slot `N`: its networks are `10.242.N.0/24` to
-//! `10.249.N.0/24`. Topologies are written with `{lab}` and `{n}`
-//! placeholders, which [`TestLab::new`] fills in. A slot or name used by two
-//! live labs at once fails the test that comes second.
-//!
-//! Slots in use: apply 1-4, drift 10-19, lifecycle 20-39, failures 40-44,
-//! health 45.
+//! The lab's networks are `10.X.{n}.0/24` for `X` in 237 to 249, where
+//! `{n}` is its slot: tests never pick slots or names by hand.
 //!
 //! These tests never skip: without a reachable engine and the test image
 //! they fail, saying what to run.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::root;
-
-/// The image every test topology uses.
-pub const IMAGE: &str = "benchscale/busybox:latest";
-
-const LABEL_LAB: &str = "io.benchscale.lab";
-
-/// Runs the docker CLI and returns its output, whatever the exit code.
-pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the docker CLI ({e}): run scripts/setup-host.sh"))
-}
-
-/// Runs the docker CLI and returns its stdout; panics when it fails.
-pub fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Fails (never skips) when the engine or the test image is missing.
-fn require_docker() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let out = docker(&["version", "--format", "{{.Server.Version}}"]);
-        assert!(
-            out.status.success(),
-            "these tests need the Docker engine, which does not answer: {}\nrun scripts/setup-host.sh",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let out = docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
-        assert!(
-            out.status.success(),
-            "these tests need the image {IMAGE}: run scripts/build-images.sh (after scripts/setup-host.sh)"
-        );
-    });
-}
-
-/// Seconds since the epoch, as `docker events --since` takes them.
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A temporary folder, removed when the last holder drops it.
-struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    fn new(tag: &str) -> Arc<Self> {
-        static COUNT: Mutex<u32> = Mutex::new(0);
-        let n = {
-            let mut count = COUNT.lock().unwrap_or_else(|e| e.into_inner());
-            *count += 1;
-            *count
-        };
-        let path =
-            std::env::temp_dir().join(format!("benchscale-it-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("make a temporary folder");
-        Arc::new(Scratch { path })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Lab names and slots of the labs alive right now, to catch two tests
-/// sharing one.
-static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-fn claim(key: String) {
-    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(
-        live.insert(key.clone()),
-        "{key} is used by two tests at once: give each test its own lab name and slot"
-    );
-}
-
-fn release(key: &str) {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-}
-
-/// One run of the binary.
-#[derive(Debug)]
-pub struct Run {
-    /// `None` when a signal ended the process.
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-impl Run {
-    fn from_output(out: Output, elapsed: Duration) -> Self {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed,
-        }
-    }
-
-    /// Panics, showing both streams, unless the exit code is `code`.
-    #[track_caller]
-    pub fn expect_code(&self, code: i32, what: &str) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{what}: expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// stderr with the line breaks and `│` gutters of miette's wrapping
-    /// undone and every run of white space made one space, so that a
-    /// message can be matched whatever the width it was wrapped to.
-    pub fn flat_stderr(&self) -> String {
-        self.stderr
-            .replace('│', " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Both streams, for assertion messages.
-    pub fn both(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// An apply running in the background. Dropping it kills the process, so
-/// that a failing test leaves nothing running that could re-create what
-/// the lab's cleanup removes.
-pub struct Spawned {
-    child: Option<Child>,
-    out: PathBuf,
-    err: PathBuf,
-    started: Instant,
-}
-
-impl Spawned {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// Sends a signal (`INT`, `TERM`) with the kill command.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
-    }
-
-    /// SIGKILL, then reaps the process.
-    pub fn kill9(&mut self) -> Run {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-        }
-        self.wait(Duration::from_secs(10))
-    }
-
-    /// Waits until the process's stderr contains `needle`; panics after
-    /// `limit` or when the process exits first.
-    #[track_caller]
-    pub fn wait_for_stderr(&mut self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-            if err.contains(needle) {
-                return;
-            }
-            assert!(
-                !self.exited(),
-                "benchscale exited before printing `{needle}`:\n{err}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` within {limit:?}:\n{err}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Whether the process has exited.
-    pub fn exited(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => child.try_wait().ok().flatten().is_some(),
-            None => true,
-        }
-    }
-
-    /// Waits for the process to exit; kills it and panics after `limit`.
-    pub fn wait(&mut self, limit: Duration) -> Run {
-        let mut child = self.child.take().expect("waited once");
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for benchscale") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "benchscale did not exit within {limit:?}; stderr so far:\n{}",
-                    std::fs::read_to_string(&self.err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run::from_output(
-            Output {
-                status,
-                stdout: std::fs::read(&self.out).unwrap_or_default(),
-                stderr: std::fs::read(&self.err).unwrap_or_default(),
-            },
-            self.started.elapsed(),
-        )
-    }
-}
-
-impl Spawned {
-    /// Starts a prepared command in the background, its output in files
-    /// under `dir`.
-    pub fn start(mut cmd: Command, dir: &Path) -> Spawned {
-        static COUNT: Mutex<u32> = Mutex::new(0);
-        let n = {
-            let mut count = COUNT.lock().unwrap_or_else(|e| e.into_inner());
-            *count += 1;
-            *count
-        };
-        let out = dir.join(format!("spawned-{n}.out"));
-        let err = dir.join(format!("spawned-{n}.err"));
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"))
-            .spawn()
-            .expect("start benchscale");
-        Spawned {
-            child: Some(child),
-            out,
-            err,
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use crate::support::{
+    Backends, LABEL_LAB, LabBase, LabCli, Run, Spawned, docker, docker_ok, now, require_docker, run,
+};
 
 /// A container of the lab, as `docker inspect` shows it.
 #[derive(Debug, Clone)]
@@ -329,56 +52,6 @@ pub struct Network {
     pub subnet: String,
 }
 
-/// The commands a test lab runs against itself by name, the same for
-/// [`TestLab`] and `VmLab`: each supplies its name and how it runs the
-/// binary (state folder, configuration, time limit).
-pub trait LabCli {
-    fn lab_name(&self) -> &str;
-    fn run_cli(&self, args: &[&str]) -> Run;
-
-    /// `status LAB -o json`: the lab's object.
-    #[track_caller]
-    fn status(&self) -> Value {
-        self.status_with(&[])
-    }
-
-    /// `status LAB --check -o json`: the lab's object, health judged now.
-    #[track_caller]
-    fn checked(&self) -> Value {
-        self.status_with(&["--check"])
-    }
-
-    #[track_caller]
-    fn status_with(&self, extra: &[&str]) -> Value {
-        let mut args = vec!["status", self.lab_name(), "-o", "json"];
-        args.extend_from_slice(extra);
-        let run = self.run_cli(&args);
-        run.expect_code(0, &args.join(" "));
-        crate::util::first_lab(&run.stdout)
-    }
-
-    /// One node's object of [`LabCli::status`].
-    #[track_caller]
-    fn node_status(&self, node: &str) -> Value {
-        crate::util::node_of(&self.status(), node)
-    }
-
-    /// `exec LAB NODE -- ARGV...`.
-    fn exec(&self, node: &str, argv: &[&str]) -> Run {
-        let mut args = vec!["exec", self.lab_name(), node, "--"];
-        args.extend_from_slice(argv);
-        self.run_cli(&args)
-    }
-
-    /// `exec LAB NODE -- sh -c SCRIPT`, which must exit 0; its stdout.
-    #[track_caller]
-    fn sh(&self, node: &str, script: &str) -> String {
-        let run = self.exec(node, &["sh", "-c", script]);
-        run.expect_code(0, &format!("exec in {node}: {script}"));
-        run.stdout
-    }
-}
-
 impl LabCli for TestLab {
     fn lab_name(&self) -> &str {
         &self.name
@@ -391,78 +64,36 @@ impl LabCli for TestLab {
 
 /// See the module documentation.
 pub struct TestLab {
-    pub name: String,
-    pub slot: u8,
-    pub file: PathBuf,
-    dir: Arc<Scratch>,
-    state: Arc<Scratch>,
+    base: LabBase,
+}
+
+/// A `TestLab` is its base plus Docker views: the base's fields (`name`,
+/// `slot`, `file`) and methods (`write`, `real`, `command`, ...) are the
+/// lab's own.
+impl Deref for TestLab {
+    type Target = LabBase;
+
+    fn deref(&self) -> &LabBase {
+        &self.base
+    }
 }
 
 impl TestLab {
-    /// A lab named `name` (`it-…`) on slot `slot`, with the topology
+    /// A lab named after `base` (`it-…`) on a free slot, with the topology
     /// `yaml` (placeholders `{lab}` and `{n}`) and its own state folder.
-    pub fn new(name: &str, slot: u8, yaml: &str) -> Self {
-        Self::make(name, slot, yaml, None)
+    pub fn new(base: &str, yaml: &str) -> Self {
+        require_docker();
+        TestLab {
+            base: LabBase::new(base, Backends::DOCKER, yaml, None),
+        }
     }
 
     /// Like [`TestLab::new`], with the state folder of `other`.
-    pub fn sharing_state_with(other: &TestLab, name: &str, slot: u8, yaml: &str) -> Self {
-        Self::make(name, slot, yaml, Some(other.state.clone()))
-    }
-
-    fn make(name: &str, slot: u8, yaml: &str, state: Option<Arc<Scratch>>) -> Self {
+    pub fn sharing_state_with(other: &TestLab, base: &str, yaml: &str) -> Self {
         require_docker();
-        claim(format!("lab name {name}"));
-        claim(format!("slot {slot}"));
-        remove_lab(name);
-        let dir = Scratch::new(name);
-        let lab = TestLab {
-            name: name.to_owned(),
-            slot,
-            file: dir.path.join("topology.yaml"),
-            state: state.unwrap_or_else(|| Scratch::new(&format!("{name}-state"))),
-            dir,
-        };
-        lab.write(yaml);
-        lab
-    }
-
-    /// Replaces the topology file; placeholders as in [`TestLab::new`].
-    pub fn write(&self, yaml: &str) {
-        let text = yaml
-            .replace("{lab}", &self.name)
-            .replace("{n}", &self.slot.to_string());
-        std::fs::write(&self.file, text).expect("write the topology");
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        &self.state.path
-    }
-
-    /// The file as a string argument.
-    pub fn file_arg(&self) -> String {
-        self.file.display().to_string()
-    }
-
-    /// The real name of one of the lab's nodes or networks.
-    pub fn real(&self, name: &str) -> String {
-        format!("bs-{}-{name}", self.name)
-    }
-
-    /// The binary with `args`, the lab's state folder, no configuration
-    /// file and no `BENCHSCALE_*` variable of the caller.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchscale"));
-        cmd.args(args).current_dir(&self.dir.path);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("BENCHSCALE_") {
-                cmd.env_remove(key);
-            }
+        TestLab {
+            base: LabBase::new(base, Backends::DOCKER, yaml, Some(other.shared_state())),
         }
-        cmd.env("XDG_CONFIG_HOME", root().join("tests/fixtures/no-config"))
-            .env("BENCHSCALE_STATE_DIR", &self.state.path)
-            .env("NO_COLOR", "1");
-        cmd
     }
 
     /// Runs the binary and waits for it.
@@ -471,10 +102,8 @@ impl TestLab {
     }
 
     /// Runs a prepared command and waits for it.
-    pub fn run_with(&self, mut cmd: Command) -> Run {
-        let started = Instant::now();
-        let out = cmd.stdin(Stdio::null()).output().expect("run benchscale");
-        Run::from_output(out, started.elapsed())
+    pub fn run_with(&self, cmd: Command) -> Run {
+        run(cmd)
     }
 
     /// `apply FILE`, whatever its exit code.
@@ -503,7 +132,7 @@ impl TestLab {
 
     /// Starts a prepared command in the background.
     pub fn spawn(&self, cmd: Command) -> Spawned {
-        Spawned::start(cmd, &self.dir.path)
+        Spawned::start(cmd, self.dir())
     }
 
     /// Every container carrying the lab's label, sorted by node name.
@@ -654,14 +283,6 @@ impl TestLab {
     }
 }
 
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        remove_lab(&self.name);
-        release(&format!("lab name {}", self.name));
-        release(&format!("slot {}", self.slot));
-    }
-}
-
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
@@ -686,28 +307,5 @@ fn container_of(c: &Value) -> Container {
             .map(|a| a.iter().map(text).collect())
             .unwrap_or_default(),
         networks,
-    }
-}
-
-/// Removes every container and network labelled as the lab's.
-fn remove_lab(lab: &str) {
-    let filter = format!("label={LABEL_LAB}={lab}");
-    let ids = |args: &[&str]| -> Vec<String> {
-        String::from_utf8_lossy(&docker(args).stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
-    };
-    let containers = ids(&["ps", "-aq", "--filter", &filter]);
-    if !containers.is_empty() {
-        let mut args = vec!["rm", "-f", "-v"];
-        args.extend(containers.iter().map(String::as_str));
-        let _ = docker(&args);
-    }
-    let networks = ids(&["network", "ls", "-q", "--filter", &filter]);
-    if !networks.is_empty() {
-        let mut args = vec!["network", "rm"];
-        args.extend(networks.iter().map(String::as_str));
-        let _ = docker(&args);
     }
 }

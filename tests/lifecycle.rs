@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::lab::{LabCli, Spawned, TestLab};
+use crate::lab::TestLab;
+use crate::support::{LabCli, Spawned};
 
 /// Six containers on two networks whose apply takes a few seconds: db
 /// becomes healthy after a moment and captures a token after a pause; two
@@ -115,8 +116,8 @@ enum KillAt {
 
 /// Starts an apply of SLOW, kills it with SIGKILL at `at`, then applies
 /// again: one apply converges.
-fn killed_then_converges(name: &str, slot: u8, at: KillAt) {
-    let lab = TestLab::new(name, slot, SLOW);
+fn killed_then_converges(base: &str, at: KillAt) {
+    let lab = TestLab::new(base, SLOW);
     let mut apply = lab.spawn_apply();
     match at {
         KillAt::Time(delay) => std::thread::sleep(delay),
@@ -154,22 +155,22 @@ fn killed_then_converges(name: &str, slot: u8, at: KillAt) {
 
 #[test]
 fn an_apply_killed_early_is_finished_by_the_next() {
-    killed_then_converges("it-kill-a", 20, KillAt::Time(Duration::from_millis(300)));
+    killed_then_converges("it-kill-a", KillAt::Time(Duration::from_millis(300)));
 }
 
 #[test]
 fn an_apply_killed_while_waiting_for_health_is_finished_by_the_next() {
-    killed_then_converges("it-kill-b", 21, KillAt::Time(Duration::from_millis(800)));
+    killed_then_converges("it-kill-b", KillAt::Time(Duration::from_millis(800)));
 }
 
 #[test]
 fn an_apply_killed_during_steps_is_finished_by_the_next() {
-    killed_then_converges("it-kill-c", 22, KillAt::Time(Duration::from_millis(1500)));
+    killed_then_converges("it-kill-c", KillAt::Time(Duration::from_millis(1500)));
 }
 
 #[test]
 fn an_apply_killed_late_is_finished_by_the_next() {
-    killed_then_converges("it-kill-d", 23, KillAt::Seen("web: step 1/1"));
+    killed_then_converges("it-kill-d", KillAt::Seen("web: step 1/1"));
 }
 
 /// A provider whose output differs each time its step runs, and a
@@ -204,7 +205,7 @@ nodes:
 /// one, is kept.
 #[test]
 fn an_apply_killed_after_an_output_was_used_keeps_outputs_consistent() {
-    let lab = TestLab::new("it-kill-out", 31, RANDOM_OUTPUT);
+    let lab = TestLab::new("it-kill-out", RANDOM_OUTPUT);
     let mut apply = lab.spawn_apply();
     apply.wait_for_stderr("consumer: step 1/1", Duration::from_secs(20));
     apply.kill9();
@@ -223,7 +224,7 @@ fn an_apply_killed_after_an_output_was_used_keeps_outputs_consistent() {
 
 #[test]
 fn an_interrupted_apply_exits_130_and_the_next_converges() {
-    let lab = TestLab::new("it-sigint", 24, SLOW);
+    let lab = TestLab::new("it-sigint", SLOW);
     let mut apply = lab.spawn_apply();
     apply.wait_for_stderr("db: step 1/1", Duration::from_secs(20));
     apply.signal("INT");
@@ -274,7 +275,7 @@ nodes:
 
 #[test]
 fn sigterm_lets_the_step_in_flight_finish_and_starts_nothing_new() {
-    let lab = TestLab::new("it-sigterm", 25, STEPPED);
+    let lab = TestLab::new("it-sigterm", STEPPED);
     let mut apply = lab.spawn_apply();
     apply.wait_for_stderr("a: step 1/2", Duration::from_secs(20));
     apply.signal("TERM");
@@ -318,7 +319,7 @@ nodes:
 
 #[test]
 fn a_second_apply_or_destroy_of_a_busy_lab_is_refused_at_once() {
-    let lab = TestLab::new("it-lock", 26, LOCKED);
+    let lab = TestLab::new("it-lock", LOCKED);
     let mut first = lab.spawn_apply();
     first.wait_for_stderr("slow: step 1/1", Duration::from_secs(20));
     let pid = first.pid();
@@ -384,8 +385,8 @@ nodes:
 
 #[test]
 fn two_labs_apply_in_parallel_with_one_state_folder() {
-    let first = TestLab::new("it-par-a", 27, PARALLEL);
-    let second = TestLab::sharing_state_with(&first, "it-par-b", 28, PARALLEL);
+    let first = TestLab::new("it-par-a", PARALLEL);
+    let second = TestLab::sharing_state_with(&first, "it-par-b", PARALLEL);
     let mut runs: Vec<Spawned> = vec![first.spawn_apply(), second.spawn_apply()];
     for (lab, run) in [&first, &second].into_iter().zip(runs.iter_mut()) {
         run.wait(Duration::from_secs(60))
@@ -443,9 +444,9 @@ fn assert_gone(lab: &TestLab) {
 
 #[test]
 fn destroy_removes_everything_with_or_without_the_registry_and_twice() {
-    let lab = TestLab::new("it-destroy", 29, SMALL);
+    let lab = TestLab::new("it-destroy", SMALL);
     // A neighbour, which no destroy may touch.
-    let neighbour = TestLab::new("it-destroy-2", 30, SMALL);
+    let neighbour = TestLab::new("it-destroy-neighbour", SMALL);
     neighbour.apply_ok();
     let neighbour_before = neighbour.fingerprints();
 

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use benchscale::backend::vm::keys::{KeyPair, ensure_key};
 use benchscale::backend::vm::ssh::{SshSession, SshTarget, connect, known_hosts_line};
 
+use crate::support::Scratch;
+
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// A private sshd, killed on drop.
 pub struct Sshd {
     child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: Scratch,
     pub addr: Ipv4Addr,
     pub port: u16,
     pub host_key: KeyPair,
@@ -49,7 +51,7 @@ impl Sshd {
         if is_root() {
             std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         }
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = Scratch::new("sshd");
         let host_key = ensure_key(&dir.path().join("host_ed25519"), "host").unwrap();
         let client_key = dir.path().join("client_ed25519");
         let client = ensure_key(&client_key, "client").unwrap();

@@ -3,7 +3,9 @@
 //! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
 //! binary against the real Docker engine through `lab::TestLab`;
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
-//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`).
+//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`). What they
+//! share (lab names and subnets, scratch folders, the scrubbed command,
+//! cleanup by ownership) is in `support`.
 
 mod apply;
 mod cli;
@@ -17,7 +19,7 @@ mod lab;
 mod lifecycle;
 mod ssh;
 mod sshd;
-mod util;
+mod support;
 mod vm;
 mod vm_drift;
 mod vm_remote;

@@ -3,15 +3,15 @@
 //! a pinned host key), a guest that panics, and errors that must stop an
 //! apply before anything is made.
 //!
-//! Drift, no-change applies and destroy are in `vm_drift`. See `vmlab` for
-//! the helper, the slots and the cleanup.
+//! Drift, no-change applies and destroy are in `vm_drift`. See `vmlab` and
+//! `support` for the helper, the names, the subnets and the cleanup.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lab::{LabCli, Run};
+use crate::support::{LabCli, Run};
 use crate::vmlab::{DEBIAN, TINY, VmLab};
 
 /// Text with every white space and `│` gutter removed, so that a message
@@ -96,7 +96,7 @@ fn address(status: &Value, node: &str) -> String {
 /// guest with SSH: they are by far the slowest thing here.
 #[test]
 fn debian_vms_static_and_dhcp_exec_outputs_and_pinned_host_keys() {
-    let lab = VmLab::booting("vt-debian", 1, &DEBIAN, DEBIAN_LAB);
+    let lab = VmLab::booting("vt-debian", &DEBIAN, DEBIAN_LAB);
     let n = lab.slot;
 
     let run = lab.apply_ok(Duration::from_secs(1200));
@@ -256,7 +256,6 @@ nodes:
 fn a_guest_that_panics_is_unhealthy_at_once_with_the_console_lines() {
     let lab = VmLab::booting(
         "vt-panic",
-        2,
         &TINY,
         &tiny_lab("p", "console=ttyS0 quiet bs.panic=1", "300s"),
     );
@@ -311,7 +310,7 @@ fn a_missing_base_image_is_named_before_anything_is_made() {
         "image: benchscale-tiny.qcow2",
         "image: does-not-exist.qcow2",
     );
-    let lab = VmLab::inert("vt-noimage", 5, &yaml);
+    let lab = VmLab::inert("vt-noimage", &yaml);
     let started = Instant::now();
     let run = lab.apply_within(Duration::from_secs(120));
     run.expect_code(1, "apply with a missing base image");
@@ -328,7 +327,7 @@ fn a_missing_base_image_is_named_before_anything_is_made() {
 
 #[test]
 fn a_bad_libvirt_uri_or_daemon_fails_before_anything_is_made() {
-    let lab = VmLab::inert("vt-nouri", 6, &tiny_lab("a", "console=ttyS0", "60s"));
+    let lab = VmLab::inert("vt-nouri", &tiny_lab("a", "console=ttyS0", "60s"));
     for uri in [
         "qemu:///nonexistent",
         "foo://",

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::lab::LabCli;
-use crate::vmlab::{BASE, Domain, TINY, VmLab, virsh, virsh_ok};
+use crate::support::{BASE, LabCli, virsh, virsh_ok};
+use crate::vmlab::{Domain, TINY, VmLab};
 
 /// One tiny VM node: static address `.{host}`, console and HTTP health.
 fn tiny(node: &str, host: u8) -> String {
@@ -54,7 +54,7 @@ fn a_second_apply_touches_nothing_and_drift_is_repaired_in_one_apply() {
         tiny("gone", 12),
         tiny("off", 13)
     );
-    let lab = VmLab::booting("vt-drift", 10, &TINY, &yaml);
+    let lab = VmLab::booting("vt-drift", &TINY, &yaml);
     let first = lab.apply_ok(Duration::from_secs(600));
     eprintln!(
         "vm_drift: 4 tiny VMs healthy in {:.1}s",
@@ -216,7 +216,7 @@ fn destroy_leaves_nothing_behind_and_the_base_image_unchanged() {
         timeout: 180s
 "#
     );
-    let lab = VmLab::booting("vt-destroy", 11, &TINY, &yaml);
+    let lab = VmLab::booting("vt-destroy", &TINY, &yaml);
     let checksum = sha256(&base);
     lab.apply_ok(Duration::from_secs(600));
 

@@ -10,16 +10,14 @@
 //! `known_hosts` (for benchscale) and `command` (a wrapper that gives
 //! libvirt's `ssh` the same file) pin the host's key, so neither libvirt
 //! nor benchscale touches the user's `~/.ssh`.
-//!
-//! Slot 20 (10.237.20.0/24).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::lab::LabCli;
 use crate::sshd::Sshd;
-use crate::vmlab::{BASE, DEBIAN, TINY, VmLab};
+use crate::support::{BASE, LabCli};
+use crate::vmlab::{DEBIAN, TINY, VmLab};
 
 /// A tiny guest serving HTTP, and a Debian guest that gets a file copied
 /// and a command run over SSH, both through the libvirt host.
@@ -97,7 +95,7 @@ fn a_libvirt_host_over_ssh_gets_the_files_and_is_the_way_to_the_guests() {
         wrapper.display()
     );
     let images: Vec<&str> = TINY.iter().chain(DEBIAN.iter()).copied().collect();
-    let lab = VmLab::booting("vt-remote", 20, &images, REMOTE_LAB);
+    let lab = VmLab::booting("vt-remote", &images, REMOTE_LAB);
     let overlays = lab.overlay_dir().to_owned();
     let lab = lab.remote(&uri, &[&overlays, Path::new(BASE)]);
     let payload = lab.file.parent().expect("lab folder").join("payload.txt");

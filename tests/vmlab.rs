@@ -1,44 +1,35 @@
 //! A lab of VMs under test, driven through the `benchscale` binary against
 //! the real libvirtd and QEMU.
 //!
-//! A [`VmLab`] owns a topology file in a temporary folder, its own
-//! `BENCHSCALE_STATE_DIR` and `BENCHSCALE_OVERLAY_DIR` (under `/tmp`, which
-//! libvirt can read), a lab name (`vt-…`) and a slot `N`: its networks are
-//! `10.237.N.0/24` to `10.239.N.0/24`. Topologies are written with `{lab}`
-//! and `{n}` placeholders. Its `Drop` runs `benchscale destroy --lab`, then
-//! removes with `virsh` every domain and network that still carries the
-//! lab's benchscale metadata, then its folders, so cleanup happens when a
-//! test panics too. Leftovers of an earlier, killed run are removed when a
-//! lab is made.
+//! A [`VmLab`] is a [`LabBase`] (see `support`: a name (`vt-…`) and slot
+//! of its own, its topology file with `{lab}` and `{n}` filled in, its own
+//! `BENCHSCALE_STATE_DIR`, removal by benchscale metadata on drop, also
+//! when a test panics) with its own `BENCHSCALE_OVERLAY_DIR`, all under
+//! `/tmp`, which libvirt can read. Its networks are `10.X.{n}.0/24` for
+//! `X` in 237 to 249. Its `Drop` runs `benchscale destroy --lab` first, as
+//! a user would; the base then removes with `virsh` whatever still carries
+//! the lab's metadata.
 //!
-//! Labs that boot VMs hold [`VmLab::booting`]'s lock for their whole life:
-//! on two cores under software emulation, guests booting side by side
-//! would only slow each other down past their timeouts.
-//!
-//! Slots in use: vm 1-9 (1 Debian, 2 panic, 5-9 errors; subnets
-//! 10.237.N.0/24), vm_drift 10-19 (10.238.N.0/24), vm_remote 20
-//! (10.237.20.0/24).
+//! Labs that boot VMs hold [`VmLab::booting`]'s machine-wide lock for
+//! their whole life: on two cores under software emulation, guests
+//! booting side by side would only slow each other down past their
+//! timeouts, whichever test process started them.
 //!
 //! These tests never skip: without libvirtd and the VM images they fail,
 //! saying what to run.
 
-use std::collections::BTreeSet;
+use std::fs::File;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lab::{LabCli, Run};
-use crate::util::root;
-
-/// The URI every test uses, as benchscale's default.
-pub const URI: &str = "qemu:///system";
-/// Where benchscale looks for base images by default.
-pub const BASE: &str = "/var/lib/libvirt/images";
-/// benchscale's namespace in libvirt metadata.
-const NAMESPACE: &str = "urn:benchscale:libvirt:1";
+use crate::support::{
+    Backends, LabBase, LabCli, Run, Scratch, exclusive, owned, require, run_bounded, run_limited,
+    virsh, virsh_ok,
+};
 
 /// The tiny busybox guest's files.
 pub const TINY: [&str; 3] = [
@@ -53,107 +44,25 @@ pub const DEBIAN: [&str; 3] = [
     "benchscale-debian-12.initrd",
 ];
 
-/// Runs `virsh -c qemu:///system ARGS`, whatever its exit code. Never
-/// panics (it runs in `Drop`): a virsh that cannot start is a failure
-/// with the reason on stderr.
-pub fn virsh(args: &[&str]) -> Output {
-    Command::new("virsh")
-        .args(["-c", URI, "-q"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| Output {
-            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
-            stdout: Vec::new(),
-            stderr: format!("cannot run virsh ({e}): run scripts/setup-host.sh").into_bytes(),
-        })
-}
-
-/// Runs virsh and returns its trimmed stdout; panics when it fails.
-#[track_caller]
-pub fn virsh_ok(args: &[&str]) -> String {
-    let out = virsh(args);
-    assert!(
-        out.status.success(),
-        "virsh {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Fails (never skips) when libvirtd does not answer or a file of `images`
-/// is not in the base image folder.
-pub fn require(images: &[&str]) {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let out = Command::new("virsh")
-            .args(["-c", URI, "version"])
-            .output()
-            .map_err(|e| format!("cannot run virsh ({e})"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "libvirtd does not answer at {URI}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    });
-    if let Err(why) = ready {
-        panic!("these tests need libvirtd and QEMU: {why}\nrun scripts/setup-host.sh");
-    }
-    for image in images {
-        let path = Path::new(BASE).join(image);
-        assert!(
-            path.is_file(),
-            "these tests need the VM image {}: run scripts/build-vm-images.sh (after scripts/setup-host.sh)",
-            path.display()
-        );
-    }
-}
-
-/// A temporary folder, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        static COUNT: Mutex<u32> = Mutex::new(0);
-        let n = {
-            let mut count = COUNT.lock().unwrap_or_else(|e| e.into_inner());
-            *count += 1;
-            *count
-        };
-        // Under /tmp, not TMPDIR: the overlays must be readable by libvirt.
-        let path =
-            PathBuf::from("/tmp").join(format!("benchscale-vt-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("make a temporary folder");
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Lab names and slots of the labs alive right now.
-static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-/// Held by every lab that boots VMs.
-static BOOTING: Mutex<()> = Mutex::new(());
-
 /// See the module documentation.
 pub struct VmLab {
-    pub name: String,
-    pub slot: u8,
-    pub file: PathBuf,
-    dir: Scratch,
-    state: Scratch,
+    /// First, so that the leftovers go (by metadata) before the overlays.
+    base: LabBase,
     overlays: Scratch,
     remote: Option<Remote>,
-    _serial: Option<MutexGuard<'static, ()>>,
+    /// The booting lock, if this lab boots VMs; dropped last.
+    _serial: Option<File>,
+}
+
+/// A `VmLab` is its base plus libvirt views: the base's fields (`name`,
+/// `slot`, `file`) and methods (`write`, `real`, `lab_state`, ...) are
+/// the lab's own.
+impl Deref for VmLab {
+    type Target = LabBase;
+
+    fn deref(&self) -> &LabBase {
+        &self.base
+    }
 }
 
 /// A libvirt "on another machine": its URI, and the folders this machine
@@ -164,67 +73,33 @@ struct Remote {
 }
 
 impl VmLab {
-    /// A lab that boots VMs from `images`: waits for other such labs to
-    /// end first.
-    pub fn booting(name: &str, slot: u8, images: &[&str], yaml: &str) -> Self {
+    /// A lab named after `base` that boots VMs from `images`: waits for
+    /// other such labs on this machine to end first.
+    pub fn booting(base: &str, images: &[&str], yaml: &str) -> Self {
         require(images);
-        let guard = BOOTING.lock().unwrap_or_else(|e| e.into_inner());
-        Self::make(name, slot, yaml, Some(guard))
+        let serial = exclusive("booting");
+        Self::make(base, yaml, Some(serial))
     }
 
     /// A lab whose commands are expected to create nothing.
-    pub fn inert(name: &str, slot: u8, yaml: &str) -> Self {
+    pub fn inert(base: &str, yaml: &str) -> Self {
         require(&[]);
-        Self::make(name, slot, yaml, None)
+        Self::make(base, yaml, None)
     }
 
-    fn make(name: &str, slot: u8, yaml: &str, serial: Option<MutexGuard<'static, ()>>) -> Self {
-        {
-            let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-            for key in [format!("lab {name}"), format!("slot {slot}")] {
-                assert!(live.insert(key.clone()), "{key} is used by two tests");
-            }
-        }
-        remove_leftovers(name);
-        let dir = Scratch::new(name);
-        let lab = VmLab {
-            name: name.to_owned(),
-            slot,
-            file: dir.0.join("topology.yaml"),
-            state: Scratch::new(&format!("{name}-state")),
-            overlays: Scratch::new(&format!("{name}-overlays")),
-            dir,
+    fn make(base: &str, yaml: &str, serial: Option<File>) -> Self {
+        let base = LabBase::new(base, Backends::LIBVIRT, yaml, None);
+        let overlays = Scratch::for_libvirt(&format!("{}-overlays", base.name));
+        VmLab {
+            base,
+            overlays,
             remote: None,
             _serial: serial,
-        };
-        lab.write(yaml);
-        lab
-    }
-
-    /// Replaces the topology file; placeholders as in [`VmLab::booting`].
-    pub fn write(&self, yaml: &str) {
-        let text = yaml
-            .replace("{lab}", &self.name)
-            .replace("{n}", &self.slot.to_string());
-        std::fs::write(&self.file, text).expect("write the topology");
+        }
     }
 
     pub fn overlay_dir(&self) -> &Path {
-        &self.overlays.0
-    }
-
-    /// `labs/<lab>` under the state folder.
-    pub fn lab_state(&self) -> PathBuf {
-        self.state.0.join("labs").join(&self.name)
-    }
-
-    pub fn file_arg(&self) -> String {
-        self.file.display().to_string()
-    }
-
-    /// The real name of a node or network: `bs-<lab>-<name>`.
-    pub fn real(&self, name: &str) -> String {
-        format!("bs-{}-{name}", self.name)
+        self.overlays.path()
     }
 
     /// Every command of this lab talks to libvirt at `uri`, and runs in a
@@ -243,7 +118,8 @@ impl VmLab {
     /// The binary with `args`, the lab's folders, no configuration file
     /// and no `BENCHSCALE_*` variable of the caller.
     pub fn command(&self, args: &[&str]) -> Command {
-        let cmd = command(args, &self.dir.0, &self.state.0, &self.overlays.0);
+        let mut cmd = self.base.command(args);
+        cmd.env("BENCHSCALE_OVERLAY_DIR", self.overlay_dir());
         let Some(remote) = &self.remote else {
             return cmd;
         };
@@ -260,7 +136,7 @@ impl VmLab {
             .args(&remote.hidden)
             .arg(cmd.get_program())
             .args(cmd.get_args())
-            .current_dir(&self.dir.0);
+            .current_dir(self.dir());
         for (key, value) in cmd.get_envs() {
             match value {
                 Some(value) => hiding.env(key, value),
@@ -313,12 +189,12 @@ impl VmLab {
 
     /// Names of the libvirt domains carrying the lab's metadata, sorted.
     pub fn domains(&self) -> Vec<String> {
-        owned(&self.name, false)
+        owned(false, &self.name)
     }
 
     /// Names of the libvirt networks carrying the lab's metadata, sorted.
     pub fn networks(&self) -> Vec<String> {
-        owned(&self.name, true)
+        owned(true, &self.name)
     }
 
     /// A node's domain: (UUID, domain id or `-` when shut off, state).
@@ -372,118 +248,6 @@ fn cpu_time(name: &str) -> Option<u64> {
         .find_map(|l| l.trim().strip_prefix("cpu.time=")?.parse().ok())
 }
 
-/// The binary with `args` in `dir`, with these state and overlay folders.
-pub fn command(args: &[&str], dir: &Path, state: &Path, overlays: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchscale"));
-    cmd.args(args).current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BENCHSCALE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("XDG_CONFIG_HOME", root().join("tests/fixtures/no-config"))
-        .env("BENCHSCALE_STATE_DIR", state)
-        .env("BENCHSCALE_OVERLAY_DIR", overlays)
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-/// Runs a command to its end; kills it and panics after `limit`.
-#[track_caller]
-pub fn run_limited(cmd: Command, limit: Duration) -> Run {
-    run_bounded(cmd, limit).unwrap_or_else(|why| panic!("{why}"))
-}
-
-/// Runs a command to its end, or kills it after `limit` and says so.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<Run, String> {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start benchscale: {e}"))?;
-    // Read both pipes on threads, so a full pipe cannot stall the child.
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
-        buf
-    });
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for benchscale: {e}")),
-        }
-        if started.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err.join().unwrap_or_default();
-            return Err(format!(
-                "benchscale did not exit within {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Ok(Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned(),
-        elapsed: started.elapsed(),
-    })
-}
-
-/// The lab named in a domain or network XML's benchscale metadata.
-fn owner_lab(xml: &str) -> Option<String> {
-    let doc = roxmltree::Document::parse(xml).ok()?;
-    let meta = doc.descendants().find(|n| {
-        n.tag_name().name() == "benchscale" && n.tag_name().namespace() == Some(NAMESPACE)
-    })?;
-    meta.children()
-        .find(|n| n.tag_name().name() == "lab")
-        .and_then(|n| n.text())
-        .map(str::to_owned)
-}
-
-/// Domains (or networks) whose metadata names `lab`.
-fn owned(lab: &str, networks: bool) -> Vec<String> {
-    let (list, dump): (&[&str], &str) = if networks {
-        (&["net-list", "--all", "--name"], "net-dumpxml")
-    } else {
-        (&["list", "--all", "--name"], "dumpxml")
-    };
-    let mut found: Vec<String> = String::from_utf8_lossy(&virsh(list).stdout)
-        .split_whitespace()
-        .filter(|name| {
-            let xml = virsh(&[dump, name]);
-            owner_lab(&String::from_utf8_lossy(&xml.stdout)).as_deref() == Some(lab)
-        })
-        .map(str::to_owned)
-        .collect();
-    found.sort();
-    found
-}
-
-/// Removes with virsh whatever still carries the lab's metadata.
-fn remove_leftovers(lab: &str) {
-    for domain in owned(lab, false) {
-        let _ = virsh(&["destroy", &domain]);
-        let _ = virsh(&["undefine", &domain]);
-    }
-    for network in owned(lab, true) {
-        let _ = virsh(&["net-destroy", &network]);
-        let _ = virsh(&["net-undefine", &network]);
-    }
-}
-
 impl LabCli for VmLab {
     fn lab_name(&self) -> &str {
         &self.name
@@ -496,8 +260,8 @@ impl LabCli for VmLab {
 
 impl Drop for VmLab {
     fn drop(&mut self) {
-        // benchscale's own destroy first, as a user would, then virsh for
-        // whatever it left.
+        // benchscale's own destroy first, as a user would; the base then
+        // removes with virsh whatever it left.
         let cmd = self.command(&["destroy", "--lab", &self.name]);
         match run_bounded(cmd, Duration::from_secs(120)) {
             Ok(run) if run.code == Some(0) => {}
@@ -509,9 +273,5 @@ impl Drop for VmLab {
             ),
             Err(why) => eprintln!("cleanup of lab {}: {why}", self.name),
         }
-        remove_leftovers(&self.name);
-        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-        live.remove(&format!("lab {}", self.name));
-        live.remove(&format!("slot {}", self.slot));
     }
 }
