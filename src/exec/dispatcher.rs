@@ -155,6 +155,7 @@ pub async fn apply<B: Backend>(
     };
     let ctx = Arc::new(JobCtx {
         backend,
+        graph: crate::graph::build(&topology),
         topology: topology.clone(),
         plan,
         network_ids,

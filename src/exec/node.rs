@@ -11,10 +11,11 @@ use super::stages::{Job, drive};
 use super::substitute::Values;
 use super::{Event, EventSink, NodeEnd, NodeOutcome, Prior};
 use crate::backend::Backend;
+use crate::graph::LabGraph;
 use crate::lifecycle::{Health, Stage};
 use crate::plan::hash::node_hash;
 use crate::plan::{Action, Plan};
-use crate::topology::model::{Condition, Node, Topology};
+use crate::topology::model::{Condition, Topology};
 
 /// How far a node got in this apply, as its dependents see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,8 @@ impl Progress {
 pub struct JobCtx<B> {
     pub backend: Arc<B>,
     pub topology: Arc<Topology>,
+    /// The lab graph: each node waits along its edges.
+    pub graph: LabGraph,
     pub plan: Arc<Plan>,
     pub network_ids: HashMap<String, String>,
     pub receivers: HashMap<String, watch::Receiver<Progress>>,
@@ -124,7 +127,7 @@ pub async fn run_node<B: Backend>(
     if let Some(reason) = &ctx.blocked {
         return skip(ctx, job, reason.clone());
     }
-    if let Err(reason) = wait_for_dependencies(ctx, node).await {
+    if let Err(reason) = wait_for_dependencies(ctx, name).await {
         return skip(ctx, job, reason);
     }
     if ctx.cancel.is_cancelled() {
@@ -141,9 +144,9 @@ fn skip<B>(ctx: &JobCtx<B>, job: Job<'_>, reason: String) -> NodeOutcome {
     job.finish(NodeEnd::Skipped { reason })
 }
 
-async fn wait_for_dependencies<B>(ctx: &JobCtx<B>, node: &Node) -> Result<(), String> {
-    for dep in &node.depends_on {
-        let Some(mut rx) = ctx.receivers.get(&dep.node).cloned() else {
+async fn wait_for_dependencies<B>(ctx: &JobCtx<B>, name: &str) -> Result<(), String> {
+    for (dep, condition) in ctx.graph.waits_of(name) {
+        let Some(mut rx) = ctx.receivers.get(&dep).cloned() else {
             continue;
         };
         loop {
@@ -154,19 +157,15 @@ async fn wait_for_dependencies<B>(ctx: &JobCtx<B>, node: &Node) -> Result<(), St
                 if ctx.cancel.is_cancelled() {
                     return Err("interrupted".into());
                 }
-                return Err(format!(
-                    "`{}` did not become {}",
-                    dep.node,
-                    dep.condition.as_str()
-                ));
+                return Err(format!("`{dep}` did not become {}", condition.as_str()));
             }
-            if progress.reached(dep.condition) {
+            if progress.reached(condition) {
                 break;
             }
             tokio::select! {
                 () = ctx.cancel.cancelled() => return Err("interrupted".into()),
                 changed = rx.changed() => if changed.is_err() {
-                    return Err(format!("`{}` stopped reporting", dep.node));
+                    return Err(format!("`{dep}` stopped reporting"));
                 },
             }
         }

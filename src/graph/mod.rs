@@ -1,16 +1,20 @@
-//! The lab as a dependency graph of networks, nodes and provisioning steps.
+//! The lab as a dependency graph of networks, nodes and provisioning steps:
+//! the one dependency structure. Resolving refuses its cycles
+//! ([`cycles::find`]), `benchscale graph` draws it, and the executor's node
+//! jobs wait along its edges ([`LabGraph::waits_of`]).
 //!
-//! Edges point from what must happen first to what waits for it. The graph
-//! is a DAG: cycles are refused when the topology is resolved.
+//! Edges point from what must happen first to what waits for it.
 //!
 //! Architecture Invariant: no I/O here; DOT and Mermaid are rendered from
 //! the same graph.
 
+pub mod cycles;
 mod render;
 
 use std::collections::HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 
 pub use render::{to_dot, to_mermaid};
 
@@ -59,6 +63,38 @@ impl LabGraph {
     /// The vertex of a node.
     pub fn node(&self, name: &str) -> Option<NodeIndex> {
         self.nodes.get(name).copied()
+    }
+
+    /// The node names, in the order of the file.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.graph
+            .node_indices()
+            .filter_map(|i| match &self.graph[i] {
+                Vertex::Node(name) => Some(name.as_str()),
+                _ => None,
+            })
+    }
+
+    /// What a node waits for before it is created: each node it depends
+    /// on (explicitly or through a reference) with the condition, once.
+    pub fn waits_of(&self, name: &str) -> Vec<(String, Condition)> {
+        let Some(v) = self.node(name) else {
+            return Vec::new();
+        };
+        let mut waits: Vec<(String, Condition)> = self
+            .graph
+            .edges_directed(v, petgraph::Direction::Incoming)
+            .filter_map(|e| match (e.weight(), &self.graph[e.source()]) {
+                (Edge::Waits { condition, .. }, Vertex::Node(dep))
+                | (Edge::Waits { condition, .. }, Vertex::Step { node: dep, .. }) => {
+                    Some((dep.clone(), *condition))
+                }
+                _ => None,
+            })
+            .collect();
+        // petgraph lists incoming edges newest first: back to file order.
+        waits.reverse();
+        waits
     }
 }
 

@@ -9,7 +9,6 @@
 //! [`load_file`], which reads the file and checks that `copy.src` files exist
 //! (through the [`FileCheck`] it hands to the pure pipeline).
 
-mod cycles;
 pub mod duration;
 pub mod model;
 pub mod net;

@@ -101,7 +101,16 @@ pub fn resolve(
         }
     }
     networks::check_addresses(&networks, &nodes, &mut ctx);
-    for cycle in super::cycles::find(&nodes) {
+    let topology = Topology {
+        name: raw.name,
+        description: raw.description,
+        source: source.to_path_buf(),
+        base_dir: base_dir.to_path_buf(),
+        networks,
+        nodes,
+    };
+    // Cycles are found on the lab graph, the structure the executor walks.
+    for cycle in crate::graph::cycles::find(&crate::graph::build(&topology)) {
         let first = &cycle[0];
         let second = cycle.get(1).unwrap_or(first);
         let at = sources
@@ -121,14 +130,7 @@ pub fn resolve(
         );
     }
     if ctx.diagnostics.is_empty() {
-        Ok(Topology {
-            name: raw.name,
-            description: raw.description,
-            source: source.to_path_buf(),
-            base_dir: base_dir.to_path_buf(),
-            networks,
-            nodes,
-        })
+        Ok(topology)
     } else {
         Err(ctx.diagnostics)
     }

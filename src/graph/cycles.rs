@@ -1,20 +1,25 @@
-//! Dependency cycles among nodes, each named by its members.
+//! Dependency cycles among nodes, each named by its members, found on the
+//! lab graph: the same edges `benchscale graph` draws and the executor
+//! walks.
 
-use indexmap::IndexMap;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::model::Node;
+use super::LabGraph;
 
 /// Every cycle of the node dependency graph, as the names of its members in
 /// dependency order (each depends on the next, the last on the first). The
 /// first member is the one written first in the file.
-pub fn find(nodes: &IndexMap<String, Node>) -> Vec<Vec<String>> {
+pub fn find(lab: &LabGraph) -> Vec<Vec<String>> {
+    // Nodes only, in file order; a wait on a step is a wait on its node.
+    let names: Vec<&str> = lab.node_names().collect();
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
-    let index: Vec<NodeIndex> = (0..nodes.len()).map(|i| graph.add_node(i)).collect();
-    for (i, node) in nodes.values().enumerate() {
-        for dep in &node.depends_on {
-            if let Some(j) = nodes.get_index_of(&dep.node) {
+    let index: Vec<NodeIndex> = (0..names.len()).map(|i| graph.add_node(i)).collect();
+    let position: std::collections::HashMap<&str, usize> =
+        names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    for (i, name) in names.iter().enumerate() {
+        for (dep, _) in lab.waits_of(name) {
+            if let Some(&j) = position.get(dep.as_str()) {
                 graph.add_edge(index[i], index[j], ());
             }
         }
@@ -33,12 +38,7 @@ pub fn find(nodes: &IndexMap<String, Node>) -> Vec<Vec<String>> {
         let path = cycle_through(&graph, &scc, start);
         cycles.push(
             path.into_iter()
-                .map(|n| {
-                    nodes
-                        .get_index(graph[n])
-                        .map(|(k, _)| k.clone())
-                        .unwrap_or_default()
-                })
+                .map(|n| names.get(graph[n]).map_or(String::new(), |s| s.to_string()))
                 .collect(),
         );
     }
