@@ -23,86 +23,83 @@ const DEFAULT_FILE_MODE: u32 = 0o644;
 /// The mode of the folders created for it.
 const FOLDER_MODE: u32 = 0o755;
 
-impl DockerBackend {
-    /// Copies the local file `src` to `dest` in the container, creating the
-    /// folders it needs (mode 0755, owned by root). The file gets `mode`
-    /// (0644 when `None`) and root as owner. A `dest` ending in `/` is a
-    /// folder: the file keeps its name there. A relative `dest` is taken
-    /// from `/`.
-    ///
-    /// Works on a stopped container as well as a running one.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Api`] naming the path when `src` cannot be read or
-    /// `dest` is not a usable path; [`BackendError::NotFound`] when the
-    /// container is gone.
-    pub(super) async fn copy_file(
-        &self,
-        id: &str,
-        src: &Path,
-        dest: &str,
-        mode: Option<u32>,
-    ) -> Result<(), BackendError> {
-        let short = short_id(id);
-        let operation = format!("copy {} to {short}:{dest}", src.display());
-        let what = format!("container {short}");
-        let api = |message: String| BackendError::Api {
-            operation: operation.clone(),
-            message,
-        };
+/// Copies the local file `src` to `dest` in the container, creating the
+/// folders it needs (mode 0755, owned by root). The file gets `mode`
+/// (0644 when `None`) and root as owner. A `dest` ending in `/` is a
+/// folder: the file keeps its name there. A relative `dest` is taken
+/// from `/`.
+///
+/// Works on a stopped container as well as a running one.
+///
+/// # Errors
+///
+/// [`BackendError::Api`] naming the path when `src` cannot be read or
+/// `dest` is not a usable path; [`BackendError::NotFound`] when the
+/// container is gone.
+pub(super) async fn copy(
+    backend: &DockerBackend,
+    id: &str,
+    src: &Path,
+    dest: &str,
+    mode: Option<u32>,
+) -> Result<(), BackendError> {
+    let short = short_id(id);
+    let operation = format!("copy {} to {short}:{dest}", src.display());
+    let what = format!("container {short}");
+    let api = |message: String| BackendError::Api {
+        operation: operation.clone(),
+        message,
+    };
 
-        let components = dest_components(dest, src).map_err(api)?;
-        let contents = read_local(src.to_owned()).await.map_err(api)?;
-        let missing = self
-            .missing_folders(id, &components, &operation, &what)
-            .await?;
-        let file = components.join("/");
-        let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-        let archive =
-            tokio::task::spawn_blocking(move || build_archive(&missing, &file, &contents, mode))
-                .await
-                .map_err(|e| api(format!("building the archive stopped: {e}")))?
-                .map_err(|e| api(format!("cannot build the archive: {e}")))?;
-
-        let options = UploadToContainerOptionsBuilder::default().path("/").build();
-        self.docker
-            .upload_to_container(id, Some(options), body_full(archive.into()))
+    let components = dest_components(dest, src).map_err(api)?;
+    let contents = read_local(src.to_owned()).await.map_err(api)?;
+    let missing = missing_folders(backend, id, &components, &operation, &what).await?;
+    let file = components.join("/");
+    let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+    let archive =
+        tokio::task::spawn_blocking(move || build_archive(&missing, &file, &contents, mode))
             .await
-            .map_err(|e| self.fail(&operation, &what, e))
-    }
+            .map_err(|e| api(format!("building the archive stopped: {e}")))?
+            .map_err(|e| api(format!("cannot build the archive: {e}")))?;
 
-    /// The folders above the file (relative paths, shallowest first) that do
-    /// not exist in the container. Walks up from the deepest, so the usual
-    /// case of an existing folder costs one request.
-    async fn missing_folders(
-        &self,
-        id: &str,
-        components: &[String],
-        operation: &str,
-        what: &str,
-    ) -> Result<Vec<String>, BackendError> {
-        let mut missing = Vec::new();
-        for depth in (1..components.len()).rev() {
-            let folder = components[..depth].join("/");
-            let options = ContainerArchiveInfoOptionsBuilder::default()
-                .path(&format!("/{folder}"))
-                .build();
-            match self
-                .docker
-                .get_container_archive_info(id, Some(options))
-                .await
-            {
-                Ok(_) => break,
-                // A missing container answers 404 too; the upload that
-                // follows reports it properly.
-                Err(e) if is_not_found(&e) => missing.push(folder),
-                Err(e) => return Err(self.fail(operation, what, e)),
-            }
+    let options = UploadToContainerOptionsBuilder::default().path("/").build();
+    backend
+        .docker
+        .upload_to_container(id, Some(options), body_full(archive.into()))
+        .await
+        .map_err(|e| backend.fail(&operation, &what, e))
+}
+
+/// The folders above the file (relative paths, shallowest first) that do
+/// not exist in the container. Walks up from the deepest, so the usual
+/// case of an existing folder costs one request.
+async fn missing_folders(
+    backend: &DockerBackend,
+    id: &str,
+    components: &[String],
+    operation: &str,
+    what: &str,
+) -> Result<Vec<String>, BackendError> {
+    let mut missing = Vec::new();
+    for depth in (1..components.len()).rev() {
+        let folder = components[..depth].join("/");
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(&format!("/{folder}"))
+            .build();
+        match backend
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+        {
+            Ok(_) => break,
+            // A missing container answers 404 too; the upload that
+            // follows reports it properly.
+            Err(e) if is_not_found(&e) => missing.push(folder),
+            Err(e) => return Err(backend.fail(operation, what, e)),
         }
-        missing.reverse();
-        Ok(missing)
     }
+    missing.reverse();
+    Ok(missing)
 }
 
 /// Reads the whole local file off the async threads.

@@ -2,7 +2,8 @@
 //!
 //! Every call goes through bollard. The files hold:
 //! - `mod.rs`: connecting (endpoint parsing, API version negotiation) and the
-//!   [`Backend`] implementation, which only delegates;
+//!   [`Backend`] implementation, which only delegates to the function of the
+//!   same name in one of the files below;
 //! - `error.rs`: how bollard errors become [`BackendError`]s;
 //! - `networks.rs`: creating and removing networks, ownership labels, and
 //!   mapping real network names back to logical ones;
@@ -203,17 +204,19 @@ fn parse_api_version(text: &str) -> Option<ClientVersion> {
     })
 }
 
+/// Each method calls the function of the same name in the file of its
+/// concern, so that a reader goes from the trait to the code in one step.
 impl Backend for DockerBackend {
     async fn observe(&self, lab: &str) -> Result<Observed, BackendError> {
-        self.observe_lab(lab).await
+        observe::observe(self, lab).await
     }
 
     async fn labs(&self) -> Result<Vec<String>, BackendError> {
-        self.lab_names().await
+        observe::labs(self).await
     }
 
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
-        self.inspect_image(image).await
+        containers::check_image(self, image).await
     }
 
     async fn create_network(
@@ -222,35 +225,35 @@ impl Backend for DockerBackend {
         network: &Network,
         spec_hash: &str,
     ) -> Result<String, BackendError> {
-        self.make_network(lab, network, spec_hash).await
+        networks::create_network(self, lab, network, spec_hash).await
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
-        self.drop_network(id).await
+        networks::remove_network(self, id).await
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, BackendError> {
-        self.create_container(request).await
+        containers::create(self, request).await
     }
 
     async fn start(&self, id: &str) -> Result<(), BackendError> {
-        self.start_container(id).await
+        containers::start(self, id).await
     }
 
     async fn stop(&self, id: &str) -> Result<(), BackendError> {
-        self.stop_container(id).await
+        containers::stop(self, id).await
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        self.remove_container(id).await
+        containers::delete(self, id).await
     }
 
     async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
-        self.container_status(id).await
+        containers::status(self, id).await
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, BackendError> {
-        self.run_command(id, argv).await
+        exec::exec(self, id, argv).await
     }
 
     async fn copy(
@@ -260,11 +263,11 @@ impl Backend for DockerBackend {
         dest: &str,
         mode: Option<u32>,
     ) -> Result<(), BackendError> {
-        self.copy_file(id, src, dest, mode).await
+        copy::copy(self, id, src, dest, mode).await
     }
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
-        self.container_logs(id, tail).await
+        exec::logs(self, id, tail).await
     }
 }
 
