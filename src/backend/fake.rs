@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::{
-    Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed, ObservedNetwork,
-    ObservedNode, RunState,
+    Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed,
+    ObservedNetwork, ObservedNode, RunState,
 };
 use crate::topology::model::{Network, NodeKind};
 
@@ -146,8 +146,10 @@ impl Backend for FakeBackend {
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         if image.contains("missing") {
             Err(BackendError::ImageMissing {
+                daemon: Daemon::Docker,
                 image: image.into(),
                 message: "no such image".into(),
+                source: None,
             })
         } else {
             Ok(())
@@ -186,8 +188,10 @@ impl Backend for FakeBackend {
         self.with(|s| s.requests.push(request.clone()));
         if request.image.contains("missing") {
             return Err(BackendError::ImageMissing {
+                daemon: Daemon::Docker,
                 image: request.image.clone(),
                 message: "no such image".into(),
+                source: None,
             });
         }
         Ok(self.with(|s| {
@@ -228,7 +232,10 @@ impl Backend for FakeBackend {
                 s.calls.push(format!("start {name}"));
                 Ok(())
             }
-            None => Err(BackendError::NotFound { what: id.into() }),
+            None => Err(BackendError::NotFound {
+                daemon: Daemon::Docker,
+                what: id.into(),
+            }),
         })
     }
 
@@ -266,7 +273,10 @@ impl Backend for FakeBackend {
                 exit_code: None,
                 started_at: n.started_at,
             }),
-            None => Err(BackendError::NotFound { what: id.into() }),
+            None => Err(BackendError::NotFound {
+                daemon: Daemon::Docker,
+                what: id.into(),
+            }),
         })
     }
 
@@ -277,7 +287,7 @@ impl Backend for FakeBackend {
         addr: std::net::SocketAddr,
         _send: Option<&str>,
         _limit: std::time::Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackendError> {
         self.with(|s| s.reached.push(addr));
         Ok(String::new())
     }

@@ -13,11 +13,11 @@ use bollard::query_parameters::{
 };
 
 use super::DockerBackend;
-use super::error::{is_not_found, short_id};
+use super::error::{image_missing, is_image_missing, is_not_found, short_id};
 use super::networks::logical_name;
 use crate::backend::{
-    BackendError, CreateRequest, LABEL_LAB, LABEL_NODE, LABEL_SPEC_HASH, NodeStatus, RunState,
-    resource_name,
+    BackendError, CreateRequest, Daemon, LABEL_LAB, LABEL_NODE, LABEL_SPEC_HASH, NodeStatus,
+    RunState, resource_name,
 };
 
 /// How long `stop` lets the container's processes handle SIGTERM before the
@@ -56,13 +56,7 @@ fn endpoint(node: &str, ip: Option<Ipv4Addr>) -> EndpointSettings {
 pub(super) async fn check_image(backend: &DockerBackend, image: &str) -> Result<(), BackendError> {
     match backend.docker.inspect_image(image).await {
         Ok(_) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            message,
-        }) => Err(BackendError::ImageMissing {
-            image: image.to_owned(),
-            message,
-        }),
+        Err(e) if is_not_found(&e) => Err(image_missing(image, e)),
         Err(e) => Err(backend.fail(
             format!("inspect image {image}"),
             format!("image {image}"),
@@ -150,17 +144,7 @@ pub(super) async fn create(
     let options = CreateContainerOptionsBuilder::default().name(&name).build();
     let created = match backend.docker.create_container(Some(options), body).await {
         Ok(created) => created,
-        // The engine answers 404 both for a missing image and for a
-        // missing network; only its message tells them apart.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            message,
-        }) if message.contains("image") => {
-            return Err(BackendError::ImageMissing {
-                image: request.image.clone(),
-                message,
-            });
-        }
+        Err(e) if is_image_missing(&e) => return Err(image_missing(&request.image, e)),
         Err(e) => {
             let what = match first {
                 Some((logical, id, _)) => format!("network {logical} ({})", short_id(id)),
@@ -208,6 +192,7 @@ pub(super) async fn start(backend: &DockerBackend, id: &str) -> Result<(), Backe
             status_code: 404,
             message,
         }) if message.contains("network") => Err(BackendError::NotFound {
+            daemon: Daemon::Docker,
             what: format!(
                 "a network of container {} (the engine says: {})",
                 short_id(id),

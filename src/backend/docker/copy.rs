@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 
 use super::DockerBackend;
 use super::error::{is_not_found, short_id};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Daemon};
 
 /// The mode of a copied file when the step gives none.
 const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -46,21 +46,24 @@ pub(super) async fn copy(
     let short = short_id(id);
     let operation = format!("copy {} to {short}:{dest}", src.display());
     let what = format!("container {short}");
-    let api = |message: String| BackendError::Api {
-        operation: operation.clone(),
-        message,
-    };
-
-    let components = dest_components(dest, src).map_err(api)?;
-    let contents = read_local(src.to_owned()).await.map_err(api)?;
+    let components = dest_components(dest, src)
+        .map_err(|message| BackendError::refused(Daemon::Docker, &operation, message))?;
+    let contents = read_local(src.to_owned()).await?;
     let missing = missing_folders(backend, id, &components, &operation, &what).await?;
     let file = components.join("/");
     let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
     let archive =
         tokio::task::spawn_blocking(move || build_archive(&missing, &file, &contents, mode))
             .await
-            .map_err(|e| api(format!("building the archive stopped: {e}")))?
-            .map_err(|e| api(format!("cannot build the archive: {e}")))?;
+            .map_err(std::io::Error::other)
+            .and_then(|built| built)
+            .map_err(|e| {
+                BackendError::io(
+                    Daemon::Docker,
+                    format!("build the archive of {}", src.display()),
+                    e,
+                )
+            })?;
 
     let options = UploadToContainerOptionsBuilder::default().path("/").build();
     backend
@@ -103,12 +106,13 @@ async fn missing_folders(
 }
 
 /// Reads the whole local file off the async threads.
-async fn read_local(src: PathBuf) -> Result<Vec<u8>, String> {
-    tokio::task::spawn_blocking(move || {
-        std::fs::read(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))
-    })
-    .await
-    .map_err(|e| format!("reading the file stopped: {e}"))?
+async fn read_local(src: PathBuf) -> Result<Vec<u8>, BackendError> {
+    let operation = format!("read {}", src.display());
+    tokio::task::spawn_blocking(move || std::fs::read(&src))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|e| BackendError::io(Daemon::Docker, operation, e))
 }
 
 /// The path components of `dest`, relative to `/`, ending with the file name.
@@ -232,7 +236,8 @@ mod tests {
     async fn a_missing_local_file_is_named() {
         let err = read_local(PathBuf::from("/no/such/file.deb"))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/no/such/file.deb"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::DockerBackend;
 use super::error::short_id;
-use crate::backend::{BackendError, ExecOutput};
+use crate::backend::{BackendError, Daemon, ExecOutput};
 
 /// How long to wait, after a command's output has ended, for the engine to
 /// record its exit code; the two are not atomic on older engines.
@@ -42,10 +42,11 @@ pub(super) async fn exec(
     let operation = format!("run {:?} in container {short}", argv.join(" "));
     let what = format!("container {short}");
     if argv.is_empty() {
-        return Err(BackendError::Api {
+        return Err(BackendError::refused(
+            Daemon::Docker,
             operation,
-            message: "the command is empty".to_owned(),
-        });
+            "the command is empty",
+        ));
     }
 
     let config = ExecConfig {
@@ -71,10 +72,11 @@ pub(super) async fn exec(
         .await
         .map_err(|e| backend.fail(&operation, &what, e))?;
     let StartExecResults::Attached { mut output, input } = started else {
-        return Err(BackendError::Api {
+        return Err(BackendError::refused(
+            Daemon::Docker,
             operation,
-            message: "the engine started the command detached".to_owned(),
-        });
+            "the engine started the command detached",
+        ));
     };
     // Keep our half of the hijacked connection open until the output
     // ends: closing it early can end the stream before the command does.
@@ -118,13 +120,14 @@ async fn exit_code(
         match (inspect.running, inspect.exit_code) {
             (Some(false), Some(code)) => return Ok(code),
             _ if tokio::time::Instant::now() >= deadline => {
-                return Err(BackendError::Api {
-                    operation: operation.to_owned(),
-                    message: format!(
+                return Err(BackendError::refused(
+                    Daemon::Docker,
+                    operation,
+                    format!(
                         "the output ended but the engine reported no exit code within {} s",
                         EXIT_CODE_WAIT.as_secs()
                     ),
-                });
+                ));
             }
             _ => tokio::time::sleep(EXIT_CODE_POLL).await,
         }

@@ -64,9 +64,10 @@ impl DockerBackend {
     /// the above; [`BackendError::Api`] when the engine answers but refuses.
     pub async fn connect(docker_host: &str) -> Result<Self, BackendError> {
         let endpoint = docker_host.to_owned();
-        let unreachable = |message: String| BackendError::Unreachable {
+        let unreachable = |e: bollard::errors::Error| BackendError::Unreachable {
             endpoint: endpoint.clone(),
-            message,
+            message: error_chain(&e),
+            source: Some(super::cause(e)),
         };
 
         // bollard's own `negotiate_version` asks `/v1.53/version`, which an
@@ -74,19 +75,22 @@ impl DockerBackend {
         // "client version is too new". The docker CLI asks without a version
         // prefix instead, and so do we.
         let probe = open(docker_host, API_DEFAULT_VERSION)
-            .map_err(|e| unreachable(error_chain(&e)))?
+            .map_err(unreachable)?
             .with_request_modifier(without_version_prefix);
         let version = answer_within(&endpoint, probe.version()).await?;
         let server = version
             .api_version
             .as_deref()
             .and_then(parse_api_version)
-            .ok_or_else(|| BackendError::Api {
-                operation: "negotiate the Docker API version".to_owned(),
-                message: format!(
-                    "the engine reported API version {:?}, which is not MAJOR.MINOR",
-                    version.api_version
-                ),
+            .ok_or_else(|| {
+                BackendError::refused(
+                    super::Daemon::Docker,
+                    "negotiate the Docker API version",
+                    format!(
+                        "the engine reported API version {:?}, which is not MAJOR.MINOR",
+                        version.api_version
+                    ),
+                )
             })?;
         let chosen = if server < *API_DEFAULT_VERSION {
             server
@@ -94,7 +98,7 @@ impl DockerBackend {
             *API_DEFAULT_VERSION
         };
 
-        let docker = open(docker_host, &chosen).map_err(|e| unreachable(error_chain(&e)))?;
+        let docker = open(docker_host, &chosen).map_err(unreachable)?;
         let backend = DockerBackend {
             docker,
             endpoint,
@@ -143,6 +147,7 @@ async fn answer_within<T>(
         )) => Err(BackendError::Unreachable {
             endpoint: endpoint.to_owned(),
             message: format!("the server there does not answer like a Docker engine: {e}"),
+            source: Some(super::cause(e)),
         }),
         Ok(Err(e)) => Err(error::classify(
             endpoint,
@@ -153,6 +158,7 @@ async fn answer_within<T>(
         Err(_) => Err(BackendError::Unreachable {
             endpoint: endpoint.to_owned(),
             message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            source: None,
         }),
     }
 }

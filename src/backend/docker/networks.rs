@@ -9,7 +9,9 @@ use bollard::query_parameters::ListNetworksOptionsBuilder;
 
 use super::DockerBackend;
 use super::error::short_id;
-use crate::backend::{BackendError, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name};
+use crate::backend::{
+    BackendError, Daemon, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name,
+};
 use crate::topology::model::Network;
 
 /// How often, and how far apart, removing a network is retried while the
@@ -175,10 +177,11 @@ pub(super) async fn create_network(
         if let Err(e) = backend.docker.remove_network(&created.id).await {
             tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
         }
-        return Err(BackendError::Api {
+        return Err(BackendError::refused(
+            Daemon::Docker,
             operation,
-            message: created.warning,
-        });
+            created.warning,
+        ));
     }
     if !created.warning.is_empty() {
         tracing::warn!(network = %name, warning = %created.warning, "Docker warned");

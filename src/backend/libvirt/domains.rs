@@ -9,12 +9,14 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
-use super::error::api;
+use super::error::{api, lookup, not_found};
 use super::guest::{self, Lease};
 use super::networks::{forget_leases, update_hosts};
 use super::xml::{self, DomainXml, KernelBoot, Nic, Ownership, interfaces, static_leases};
 use super::{DOMAIN_ID_PREFIX, LabFiles, LibvirtBackend, blocking, disks, domain_name};
-use crate::backend::{BackendError, CreateRequest, NodeStatus, RunState, VmRequest, resource_name};
+use crate::backend::{
+    BackendError, CreateRequest, Daemon, NodeStatus, RunState, VmRequest, resource_name,
+};
 
 /// Succeeds when the base image `image` is on the libvirt host.
 ///
@@ -79,9 +81,12 @@ async fn create_parts(
     domain_xml: String,
 ) -> Result<String, BackendError> {
     let settings = &backend.settings;
-    let vm = request.vm.clone().ok_or_else(|| BackendError::Api {
-        operation: format!("create VM {}", resource_name(&request.lab, &request.node)),
-        message: "the request has no VM settings".into(),
+    let vm = request.vm.clone().ok_or_else(|| {
+        BackendError::refused(
+            Daemon::Libvirt,
+            format!("create VM {}", resource_name(&request.lab, &request.node)),
+            "the request has no VM settings",
+        )
     })?;
     // Every file the VM boots from is looked for before anything is made.
     let base = disks::resolve(&settings.base_image_path, &request.image);
@@ -350,13 +355,12 @@ pub(super) fn find_domain(
     id: &str,
 ) -> Result<(Domain, Ownership, String), BackendError> {
     let name = domain_name(id);
-    let not_found = || BackendError::NotFound {
-        what: format!("VM {name}"),
-    };
-    let domain = conn.lookup_domain_by_name(name).map_err(|_| not_found())?;
+    let domain = conn
+        .lookup_domain_by_name(name)
+        .map_err(lookup(format!("VM {name}")))?;
     let xml = domain.xml_desc(0).map_err(api(format!("read VM {name}")))?;
     // Only touch what carries our metadata, whatever its name.
-    let owner = xml::ownership(&xml).ok_or_else(not_found)?;
+    let owner = xml::ownership(&xml).ok_or_else(|| not_found(format!("VM {name}")))?;
     Ok((domain, owner, xml))
 }
 

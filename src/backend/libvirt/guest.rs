@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use virt::connect::Connect;
@@ -11,7 +12,7 @@ use super::error::api;
 use super::xml::static_leases;
 use super::{LibvirtBackend, blocking, domain_name, domains, host, xml};
 use crate::backend::vm::{cloud_init, keys, seed, ssh};
-use crate::backend::{BackendError, CreateRequest, ExecOutput, RunState, resource_name};
+use crate::backend::{BackendError, CreateRequest, Daemon, ExecOutput, RunState, resource_name};
 
 /// The folder of a lab's SSH material: the client key, and per node the
 /// host key and a known_hosts file pinned to it.
@@ -50,10 +51,7 @@ pub(super) fn prepare(
     let name = resource_name(&request.lab, &request.node);
     let io = |what: &str| {
         let operation = format!("{what} for VM {name}");
-        move |e: std::io::Error| BackendError::Api {
-            operation,
-            message: e.to_string(),
-        }
+        move |e: std::io::Error| BackendError::io(Daemon::Libvirt, operation, e)
     };
     // Keys: the lab's client key, and a fresh host key for this instance,
     // injected through cloud-init so the known_hosts entry exists before
@@ -149,32 +147,44 @@ fn target_blocking(
     via: Option<PathBuf>,
 ) -> Result<ssh::SshTarget, BackendError> {
     let (status, owner) = domains::status_blocking(conn, id)?;
-    if status.state != RunState::Running {
-        return Err(BackendError::Ssh(format!(
-            "VM {} is not running",
-            domain_name(id)
-        )));
-    }
     let name = domain_name(id);
+    let unreachable = |reason: &str| BackendError::GuestUnreachable {
+        vm: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if status.state != RunState::Running {
+        return Err(unreachable("it is not running"));
+    }
     let host = status
         .addresses
         .values()
         .next()
         .copied()
-        .ok_or_else(|| BackendError::Ssh(format!("VM {name} has no address yet")))?;
+        .ok_or_else(|| unreachable("it has no address yet"))?;
     let host_key = keys::ensure_key(
         &host_key_path(&settings.state_dir, &owner.lab, &owner.name),
         "",
     )
-    .map_err(|e| BackendError::Ssh(format!("host key of VM {name}: {e}")))?;
+    .map_err(|e| {
+        BackendError::io(
+            Daemon::Libvirt,
+            format!("read the host key of VM {name}"),
+            e,
+        )
+    })?;
     let known_hosts = known_hosts_path(&settings.state_dir, &owner.lab, &owner.name);
     let line = ssh::known_hosts_line(
         &host.to_string(),
         settings.ssh_port,
         &host_key.public_openssh,
     );
-    std::fs::write(&known_hosts, format!("{line}\n"))
-        .map_err(|e| BackendError::Ssh(format!("write {}: {e}", known_hosts.display())))?;
+    std::fs::write(&known_hosts, format!("{line}\n")).map_err(|e| {
+        BackendError::io(
+            Daemon::Libvirt,
+            format!("write {}", known_hosts.display()),
+            e,
+        )
+    })?;
     Ok(ssh::SshTarget {
         host: host.to_string(),
         port: settings.ssh_port,
@@ -215,7 +225,7 @@ impl Sessions {
         let session = std::sync::Arc::new(
             ssh::connect(target)
                 .await
-                .map_err(|e| BackendError::Ssh(e.to_string()))?,
+                .map_err(|e| BackendError::Ssh(Arc::new(e)))?,
         );
         sessions.insert(id.to_string(), (target.host.clone(), session.clone()));
         Ok(session)
@@ -247,7 +257,7 @@ pub async fn exec(
                 retried = true;
                 backend.sessions.forget(id).await;
             }
-            Err(e) => return Err(BackendError::Ssh(e.to_string())),
+            Err(e) => return Err(BackendError::Ssh(Arc::new(e))),
         }
     }
 }
@@ -265,7 +275,7 @@ pub async fn copy(
     session
         .upload(src, dest, mode)
         .await
-        .map_err(|e| BackendError::Ssh(e.to_string()))
+        .map_err(|e| BackendError::Ssh(Arc::new(e)))
 }
 
 /// The VM's console log; the last `tail` lines if given.

@@ -99,12 +99,9 @@ pub struct LibvirtBackend {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(BackendError::Api {
-            operation: "libvirt call".into(),
-            message: e.to_string(),
-        })
-    })
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(error::interrupted(e)))
 }
 
 /// The domain name in one of our ids (`vm:bs-lab-a`).
@@ -134,10 +131,7 @@ impl LibvirtBackend {
         let host = host::Host::new(place, &uri);
         let conn = blocking(move || {
             virt::error::clear_error_callback();
-            Connect::open(Some(&uri)).map_err(|e| BackendError::LibvirtUnreachable {
-                uri: uri.clone(),
-                message: e.message().to_string(),
-            })
+            Connect::open(Some(&uri)).map_err(|e| error::unreachable(&uri, e))
         })
         .await?;
         Ok(Self {
@@ -263,7 +257,7 @@ impl Backend for LibvirtBackend {
         addr: SocketAddr,
         send: Option<&str>,
         limit: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackendError> {
         self.host.reach(addr, send, limit).await
     }
 
