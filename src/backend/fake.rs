@@ -3,7 +3,13 @@
 //! It keeps networks and nodes in maps, records every mutating call, and
 //! answers `exec` by echoing the command, so captures are predictable.
 //! Commands containing `fail` exit 1; images containing `missing` are
-//! missing. Integration tests never use it: they run against real daemons.
+//! missing.
+//!
+//! Built for the crate's unit tests and, with the `fake-backend` feature,
+//! for integration tests and examples. Integration tests of behaviour run
+//! against the real daemons; the conformance suite runs the same checks
+//! against this backend too, so that what unit tests learn from it holds
+//! for Docker and libvirt.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -42,6 +48,8 @@ pub struct FakeState {
     pub max_in_flight: usize,
     /// Every address `reach` was asked for, in order.
     pub reached: Vec<std::net::SocketAddr>,
+    /// Ids of the nodes created as VMs (the request had VM settings).
+    pub vms: std::collections::BTreeSet<String>,
 }
 
 /// The fake backend.
@@ -123,7 +131,11 @@ impl Backend for FakeBackend {
                 .map(|(id, n)| ObservedNode {
                     id: id.clone(),
                     name: n.name.clone(),
-                    kind: NodeKind::Container,
+                    kind: if s.vms.contains(id) {
+                        NodeKind::Vm
+                    } else {
+                        NodeKind::Container
+                    },
                     spec_hash: n.spec_hash.clone(),
                     state: n.state.clone(),
                     networks: n.networks.clone(),
@@ -194,9 +206,25 @@ impl Backend for FakeBackend {
                 source: None,
             });
         }
+        let taken = self.with(|s| {
+            s.nodes
+                .values()
+                .any(|n| n.lab == request.lab && n.name == request.node)
+        });
+        if taken {
+            // As Docker and libvirt refuse a second resource of one name.
+            return Err(BackendError::refused(
+                Daemon::Docker,
+                format!("create {}", request.node),
+                "a node of that name exists",
+            ));
+        }
         Ok(self.with(|s| {
             s.next_id += 1;
             let id = format!("c{}", s.next_id);
+            if request.vm.is_some() {
+                s.vms.insert(id.clone());
+            }
             s.nodes.insert(
                 id.clone(),
                 FakeNode {
@@ -253,6 +281,7 @@ impl Backend for FakeBackend {
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
         self.busy().await;
         self.with(|s| {
+            s.vms.remove(id);
             if let Some(n) = s.nodes.remove(id) {
                 s.calls.push(format!("delete {}", n.name));
             }

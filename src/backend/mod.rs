@@ -13,7 +13,7 @@
 
 pub mod docker;
 mod error;
-#[cfg(test)]
+#[cfg(any(test, feature = "fake-backend"))]
 pub mod fake;
 pub mod libvirt;
 pub mod reach;
