@@ -9,7 +9,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
-use super::error::{api, lookup, not_found};
+use super::error::{api, is_absent, lookup, not_found};
 use super::guest::{self, Lease};
 use super::networks::{forget_leases, update_hosts};
 use super::xml::{self, DomainXml, KernelBoot, Nic, Ownership, interfaces, static_leases};
@@ -42,12 +42,28 @@ pub(super) async fn check_image(backend: &LibvirtBackend, image: &str) -> Result
 ///
 /// [`BackendError::BaseImageMissing`] when the base image, kernel or initrd
 /// is not there, before anything is made; [`BackendError::Api`] when
-/// libvirt refuses the domain (a domain of that name exists). Whatever was
-/// made is removed before the error is returned.
+/// a domain of that name exists, before anything is made, or when libvirt
+/// refuses the domain. Whatever was made is removed before the error is
+/// returned.
 pub(super) async fn create(
     backend: &LibvirtBackend,
     request: &CreateRequest,
 ) -> Result<String, BackendError> {
+    // The files below are named after the node: made for a name that is
+    // taken, they would overwrite the existing VM's disk and seed, and the
+    // cleanup after libvirt's refusal would remove them.
+    let conn = backend.conn.clone();
+    let name = resource_name(&request.lab, &request.node);
+    blocking(move || match conn.lookup_domain_by_name(&name) {
+        Ok(_) => Err(BackendError::refused(
+            Daemon::Libvirt,
+            format!("create VM {name}"),
+            "a domain of that name exists",
+        )),
+        Err(e) if is_absent(&e) => Ok(()),
+        Err(e) => Err(api(format!("find VM {name}"))(e)),
+    })
+    .await?;
     let domain_type = backend.domain_type().await?;
     let files = backend.files(&request.lab);
     let xml = domain_xml(

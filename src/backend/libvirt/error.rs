@@ -45,7 +45,7 @@ pub(super) fn not_found(what: String) -> BackendError {
 }
 
 /// Whether libvirt says the object does not exist.
-fn is_absent(err: &Error) -> bool {
+pub(super) fn is_absent(err: &Error) -> bool {
     err.code()
         .is_known_and(|code| matches!(code, ErrorNumber::NoDomain | ErrorNumber::NoNetwork))
 }
