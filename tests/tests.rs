@@ -3,10 +3,13 @@
 //! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
 //! binary against the real Docker engine through `lab::TestLab`;
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
-//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`).
+//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
+//! `conformance` runs one suite of backend checks against the fake
+//! backend, Docker and libvirt.
 
 mod apply;
 mod cli;
+mod conformance;
 mod docker_backend;
 mod drift;
 mod failures;
