@@ -254,7 +254,7 @@ async fn a_missing_network_or_image_leaves_no_container() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, BackendError::NotFound { ref what } if what.contains("gone")),
+        matches!(err, BackendError::NotFound { ref what, .. } if what.contains("gone")),
         "{err:?}"
     );
     // ... or as the first, given at create.
@@ -264,7 +264,7 @@ async fn a_missing_network_or_image_leaves_no_container() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, BackendError::NotFound { ref what } if what.contains("gone")),
+        matches!(err, BackendError::NotFound { ref what, .. } if what.contains("gone")),
         "{err:?}"
     );
 

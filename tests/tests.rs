@@ -3,12 +3,15 @@
 //! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
 //! binary against the real Docker engine through `lab::TestLab`;
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
-//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`). What they
-//! share (lab names and subnets, scratch folders, the scrubbed command,
-//! cleanup by ownership) is in `support`.
+//! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
+//! `conformance` runs one suite of backend checks against the fake
+//! backend, Docker and libvirt. What they share (lab names and subnets,
+//! scratch folders, the scrubbed command, cleanup by ownership) is in
+//! `support`.
 
 mod apply;
 mod cli;
+mod conformance;
 mod docker_backend;
 mod drift;
 mod failures;

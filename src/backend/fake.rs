@@ -3,7 +3,13 @@
 //! It keeps networks and nodes in maps, records every mutating call, and
 //! answers `exec` by echoing the command, so captures are predictable.
 //! Commands containing `fail` exit 1; images containing `missing` are
-//! missing. Integration tests never use it: they run against real daemons.
+//! missing.
+//!
+//! Built for the crate's unit tests and, with the `fake-backend` feature,
+//! for integration tests and examples. Integration tests of behaviour run
+//! against the real daemons; the conformance suite runs the same checks
+//! against this backend too, so that what unit tests learn from it holds
+//! for Docker and libvirt.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,8 +17,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::{
-    Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed, ObservedNetwork,
-    ObservedNode, RunState,
+    Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed,
+    ObservedNetwork, ObservedNode, RunState,
 };
 use crate::topology::model::{Network, NodeKind};
 
@@ -42,6 +48,8 @@ pub struct FakeState {
     pub max_in_flight: usize,
     /// Every address `reach` was asked for, in order.
     pub reached: Vec<std::net::SocketAddr>,
+    /// Ids of the nodes created as VMs (the request had VM settings).
+    pub vms: std::collections::BTreeSet<String>,
 }
 
 /// The fake backend.
@@ -123,7 +131,11 @@ impl Backend for FakeBackend {
                 .map(|(id, n)| ObservedNode {
                     id: id.clone(),
                     name: n.name.clone(),
-                    kind: NodeKind::Container,
+                    kind: if s.vms.contains(id) {
+                        NodeKind::Vm
+                    } else {
+                        NodeKind::Container
+                    },
                     spec_hash: n.spec_hash.clone(),
                     state: n.state.clone(),
                     networks: n.networks.clone(),
@@ -146,8 +158,10 @@ impl Backend for FakeBackend {
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         if image.contains("missing") {
             Err(BackendError::ImageMissing {
+                daemon: Daemon::Docker,
                 image: image.into(),
                 message: "no such image".into(),
+                source: None,
             })
         } else {
             Ok(())
@@ -186,13 +200,31 @@ impl Backend for FakeBackend {
         self.with(|s| s.requests.push(request.clone()));
         if request.image.contains("missing") {
             return Err(BackendError::ImageMissing {
+                daemon: Daemon::Docker,
                 image: request.image.clone(),
                 message: "no such image".into(),
+                source: None,
             });
+        }
+        let taken = self.with(|s| {
+            s.nodes
+                .values()
+                .any(|n| n.lab == request.lab && n.name == request.node)
+        });
+        if taken {
+            // As Docker and libvirt refuse a second resource of one name.
+            return Err(BackendError::refused(
+                Daemon::Docker,
+                format!("create {}", request.node),
+                "a node of that name exists",
+            ));
         }
         Ok(self.with(|s| {
             s.next_id += 1;
             let id = format!("c{}", s.next_id);
+            if request.vm.is_some() {
+                s.vms.insert(id.clone());
+            }
             s.nodes.insert(
                 id.clone(),
                 FakeNode {
@@ -228,7 +260,10 @@ impl Backend for FakeBackend {
                 s.calls.push(format!("start {name}"));
                 Ok(())
             }
-            None => Err(BackendError::NotFound { what: id.into() }),
+            None => Err(BackendError::NotFound {
+                daemon: Daemon::Docker,
+                what: id.into(),
+            }),
         })
     }
 
@@ -246,6 +281,7 @@ impl Backend for FakeBackend {
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
         self.busy().await;
         self.with(|s| {
+            s.vms.remove(id);
             if let Some(n) = s.nodes.remove(id) {
                 s.calls.push(format!("delete {}", n.name));
             }
@@ -266,7 +302,10 @@ impl Backend for FakeBackend {
                 exit_code: None,
                 started_at: n.started_at,
             }),
-            None => Err(BackendError::NotFound { what: id.into() }),
+            None => Err(BackendError::NotFound {
+                daemon: Daemon::Docker,
+                what: id.into(),
+            }),
         })
     }
 
@@ -277,7 +316,7 @@ impl Backend for FakeBackend {
         addr: std::net::SocketAddr,
         _send: Option<&str>,
         _limit: std::time::Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackendError> {
         self.with(|s| s.reached.push(addr));
         Ok(String::new())
     }

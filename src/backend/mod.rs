@@ -1,13 +1,19 @@
-//! Backends: the only code that talks to Docker (and, later, libvirt).
+//! Backends: the only code that talks to Docker and libvirt.
 //!
 //! The [`Backend`] trait is kept to what the executor needs. Every resource a
-//! backend creates carries the ownership labels below, and a backend only
-//! ever observes, changes or removes resources that carry them.
+//! backend creates carries the ownership labels below (libvirt: the same
+//! facts as metadata in benchscale's XML namespace), and a backend only ever
+//! observes, changes or removes resources that carry them.
+//!
+//! `docker/` and `libvirt/` implement it, `router` sends each call to one of
+//! them, and `fake` (tests, or the `fake-backend` feature) keeps everything
+//! in memory. Every backend fails with the one [`BackendError`].
 //!
 //! Architecture Invariant: only `backend/*` talks to Docker or libvirt.
 
 pub mod docker;
-#[cfg(test)]
+mod error;
+#[cfg(any(test, feature = "fake-backend"))]
 pub mod fake;
 pub mod libvirt;
 pub mod reach;
@@ -22,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::error::{BackendError, Cause, Daemon, cause};
 use crate::topology::model::{Network, NodeKind};
 
 /// Label: the lab a resource belongs to.
@@ -138,80 +145,6 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
-/// A backend failure.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum BackendError {
-    /// The daemon does not answer at its address.
-    #[error("cannot reach the Docker engine at {endpoint}: {message}")]
-    #[diagnostic(
-        code(benchscale::docker::unreachable),
-        help(
-            "start the Docker engine (scripts/setup-host.sh does), or point BENCHSCALE_DOCKER_HOST at it"
-        )
-    )]
-    Unreachable { endpoint: String, message: String },
-    /// An image a node needs is not on the engine and cannot be pulled.
-    #[error("image `{image}` is not available: {message}")]
-    #[diagnostic(
-        code(benchscale::docker::image_missing),
-        help(
-            "build or load the image first (scripts/build-images.sh builds benchscale/busybox:latest), or fix the name"
-        )
-    )]
-    ImageMissing { image: String, message: String },
-    /// libvirt does not answer at its URI.
-    #[error("cannot reach libvirt at {uri}: {message}")]
-    #[diagnostic(
-        code(benchscale::libvirt::unreachable),
-        help("start libvirtd (scripts/setup-host.sh does), or point BENCHSCALE_LIBVIRT_URI at it")
-    )]
-    LibvirtUnreachable { uri: String, message: String },
-    /// A libvirt URI that names another machine, not over SSH.
-    #[error(
-        "libvirt at {uri} runs on another machine ({host}) and the URI does not reach it over SSH; benchscale writes VM overlays, cloud-init seeds and console logs on that machine and reaches its guests through it, which needs SSH"
-    )]
-    #[diagnostic(
-        code(benchscale::libvirt::remote),
-        help(
-            "use an SSH transport, such as qemu+ssh://user@{host}/system (keyfile=, known_hosts= and no_verify= work as for libvirt), or run benchscale on {host} with qemu:///system"
-        )
-    )]
-    LibvirtRemote { uri: String, host: String },
-    /// The machine of a remote libvirt cannot be reached over SSH.
-    #[error("cannot reach the libvirt host of {uri} over SSH: {message}")]
-    #[diagnostic(
-        code(benchscale::libvirt::host_ssh),
-        help(
-            "benchscale logs in as libvirt's ssh transport does (the URI's user, port, keyfile and known_hosts, then your ssh configuration): check that `ssh` to that host works without a prompt"
-        )
-    )]
-    LibvirtHostSsh { uri: String, message: String },
-    /// A VM's base image (or kernel or initrd) is not there.
-    #[error("base image `{image}` not found (looked for {path})")]
-    #[diagnostic(
-        code(benchscale::libvirt::image_missing),
-        help(
-            "build the guest images (scripts/build-vm-images.sh), or set BENCHSCALE_BASE_IMAGE_PATH to where they are"
-        )
-    )]
-    BaseImageMissing { image: String, path: String },
-    /// SSH to a VM failed.
-    #[error("{0}")]
-    #[diagnostic(code(benchscale::ssh::failed))]
-    Ssh(String),
-    /// The resource is gone (removed behind our back).
-    #[error("{what} does not exist")]
-    #[diagnostic(
-        code(benchscale::docker::not_found),
-        help("run `benchscale apply` again to re-create it")
-    )]
-    NotFound { what: String },
-    /// Any other API error.
-    #[error("{operation} failed: {message}")]
-    #[diagnostic(code(benchscale::docker::api))]
-    Api { operation: String, message: String },
-}
-
 /// The operations the executor needs from a backend.
 ///
 /// # Idempotency
@@ -285,14 +218,19 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Connects to `addr`, a port of node `id`, from where the node's
     /// networks are reachable, as [`reach::tcp`] does from this machine
-    /// (the default).
+    /// (the default); with `send`, returns what one read brings back.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Reach`] when the port does not answer within
+    /// `limit`; others when the way there fails.
     fn reach(
         &self,
         _id: &str,
         addr: SocketAddr,
         send: Option<&str>,
         limit: Duration,
-    ) -> impl Future<Output = Result<String, String>> + Send {
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
         reach::tcp(addr, send, limit)
     }
     /// The node's log (container output); the last `tail` lines if given.

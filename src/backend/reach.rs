@@ -7,15 +7,25 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::{BackendError, cause};
+
 /// Connects to `addr` within `limit`; with `send`, writes it and returns
 /// what one read brings back (at most 64 bytes: enough for a status line).
 ///
 /// # Errors
 ///
-/// The connection is refused, fails or takes longer than `limit`, in words
-/// that name `addr`.
-pub async fn tcp(addr: SocketAddr, send: Option<&str>, limit: Duration) -> Result<String, String> {
-    let fail = |e: std::io::Error| format!("connect to {addr}: {e}");
+/// [`BackendError::Reach`] naming `addr` when the connection is refused,
+/// fails or takes longer than `limit`.
+pub async fn tcp(
+    addr: SocketAddr,
+    send: Option<&str>,
+    limit: Duration,
+) -> Result<String, BackendError> {
+    let fail = |e: std::io::Error| BackendError::Reach {
+        target: addr.to_string(),
+        message: e.to_string(),
+        source: Some(cause(e)),
+    };
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await.map_err(fail)?;
         let Some(send) = send else {
@@ -28,7 +38,11 @@ pub async fn tcp(addr: SocketAddr, send: Option<&str>, limit: Duration) -> Resul
     };
     tokio::time::timeout(limit, attempt)
         .await
-        .map_err(|_| format!("connect to {addr}: timed out"))?
+        .map_err(|_| BackendError::Reach {
+            target: addr.to_string(),
+            message: "timed out".to_owned(),
+            source: None,
+        })?
 }
 
 #[cfg(test)]
@@ -55,7 +69,10 @@ mod tests {
         assert_eq!(&server.await.unwrap(), b"hello");
 
         // Nothing listens there any more.
-        let refused = tcp(addr, None, Duration::from_secs(5)).await.unwrap_err();
+        let refused = tcp(addr, None, Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.starts_with(&format!("connect to {addr}: ")),
             "{refused}"

@@ -1,14 +1,17 @@
 //! One backend in front of two: containers go to Docker, VMs to libvirt.
 //!
 //! Ids carry the backend they came from (libvirt ids start with `vm:` or
-//! `vmnet:`), so calls by id need no lookup. A backend that is not
+//! `vmnet:`), so calls by id need no lookup. Which backend a call goes to
+//! is decided in one place, [`Router::pick`]; a backend that is not
 //! connected is an error only when something needs it.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use super::docker::DockerBackend;
 use super::libvirt::{DOMAIN_ID_PREFIX, LibvirtBackend, NETWORK_ID_PREFIX};
-use super::{Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed};
+use super::{Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed};
 use crate::topology::model::{Network, NodeKind};
 
 /// Docker and libvirt, each if connected.
@@ -20,41 +23,70 @@ pub struct Router {
     pub libvirt_error: Option<String>,
 }
 
-fn missing(what: &str, why: &Option<String>) -> BackendError {
-    BackendError::Api {
-        operation: format!("use {what}"),
-        message: why.clone().unwrap_or_else(|| "not connected".into()),
+/// The backend one call goes to.
+enum Picked<'a> {
+    Docker(&'a DockerBackend),
+    Libvirt(&'a LibvirtBackend),
+}
+
+/// The daemon that made the resource `id`, by its prefix.
+fn daemon_of_id(id: &str) -> Daemon {
+    if id.starts_with(DOMAIN_ID_PREFIX) || id.starts_with(NETWORK_ID_PREFIX) {
+        Daemon::Libvirt
+    } else {
+        Daemon::Docker
+    }
+}
+
+/// The daemon that runs nodes (and networks) of `kind`.
+fn daemon_of_kind(kind: NodeKind) -> Daemon {
+    match kind {
+        NodeKind::Container => Daemon::Docker,
+        NodeKind::Vm => Daemon::Libvirt,
     }
 }
 
 impl Router {
-    fn docker(&self) -> Result<&DockerBackend, BackendError> {
-        self.docker
-            .as_ref()
-            .ok_or_else(|| missing("Docker", &self.docker_error))
+    /// The connected backend of `daemon`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::NotConnected`] with the reason it did not connect.
+    fn pick(&self, daemon: Daemon) -> Result<Picked<'_>, BackendError> {
+        let (picked, why) = match daemon {
+            Daemon::Docker => (self.docker.as_ref().map(Picked::Docker), &self.docker_error),
+            Daemon::Libvirt => (
+                self.libvirt.as_ref().map(Picked::Libvirt),
+                &self.libvirt_error,
+            ),
+        };
+        picked.ok_or_else(|| BackendError::NotConnected {
+            daemon,
+            why: why.clone().unwrap_or_else(|| "not connected".into()),
+        })
     }
 
-    fn libvirt(&self) -> Result<&LibvirtBackend, BackendError> {
-        self.libvirt
-            .as_ref()
-            .ok_or_else(|| missing("libvirt", &self.libvirt_error))
+    /// The backend that made `id`.
+    fn by_id(&self, id: &str) -> Result<Picked<'_>, BackendError> {
+        self.pick(daemon_of_id(id))
     }
 
-    fn is_vm(id: &str) -> bool {
-        id.starts_with(DOMAIN_ID_PREFIX)
+    /// The connected backends, for calls that ask every one.
+    fn connected(&self) -> impl Iterator<Item = Picked<'_>> {
+        let docker = self.docker.as_ref().map(Picked::Docker);
+        let libvirt = self.libvirt.as_ref().map(Picked::Libvirt);
+        docker.into_iter().chain(libvirt)
     }
 }
 
 impl Backend for Router {
     async fn observe(&self, lab: &str) -> Result<Observed, BackendError> {
         let mut all = Observed::default();
-        if let Some(d) = &self.docker {
-            let o = d.observe(lab).await?;
-            all.networks.extend(o.networks);
-            all.nodes.extend(o.nodes);
-        }
-        if let Some(l) = &self.libvirt {
-            let o = l.observe(lab).await?;
+        for backend in self.connected() {
+            let o = match backend {
+                Picked::Docker(d) => d.observe(lab).await?,
+                Picked::Libvirt(l) => l.observe(lab).await?,
+            };
             all.networks.extend(o.networks);
             all.nodes.extend(o.nodes);
         }
@@ -63,11 +95,11 @@ impl Backend for Router {
 
     async fn labs(&self) -> Result<Vec<String>, BackendError> {
         let mut labs = Vec::new();
-        if let Some(d) = &self.docker {
-            labs.extend(d.labs().await?);
-        }
-        if let Some(l) = &self.libvirt {
-            labs.extend(l.labs().await?);
+        for backend in self.connected() {
+            labs.extend(match backend {
+                Picked::Docker(d) => d.labs().await?,
+                Picked::Libvirt(l) => l.labs().await?,
+            });
         }
         labs.sort();
         labs.dedup();
@@ -75,9 +107,9 @@ impl Backend for Router {
     }
 
     async fn check_image(&self, image: &str, kind: NodeKind) -> Result<(), BackendError> {
-        match kind {
-            NodeKind::Container => self.docker()?.check_image(image, kind).await,
-            NodeKind::Vm => self.libvirt()?.check_image(image, kind).await,
+        match self.pick(daemon_of_kind(kind))? {
+            Picked::Docker(d) => d.check_image(image, kind).await,
+            Picked::Libvirt(l) => l.check_image(image, kind).await,
         }
     }
 
@@ -87,77 +119,69 @@ impl Backend for Router {
         network: &Network,
         spec_hash: &str,
     ) -> Result<String, BackendError> {
-        match network.kind {
-            NodeKind::Container => self.docker()?.create_network(lab, network, spec_hash).await,
-            NodeKind::Vm => {
-                self.libvirt()?
-                    .create_network(lab, network, spec_hash)
-                    .await
-            }
+        match self.pick(daemon_of_kind(network.kind))? {
+            Picked::Docker(d) => d.create_network(lab, network, spec_hash).await,
+            Picked::Libvirt(l) => l.create_network(lab, network, spec_hash).await,
         }
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
-        if id.starts_with(NETWORK_ID_PREFIX) {
-            self.libvirt()?.remove_network(id).await
-        } else {
-            self.docker()?.remove_network(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.remove_network(id).await,
+            Picked::Libvirt(l) => l.remove_network(id).await,
         }
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, BackendError> {
-        if request.vm.is_some() {
-            self.libvirt()?.create(request).await
-        } else {
-            self.docker()?.create(request).await
+        let kind = match request.vm {
+            Some(_) => NodeKind::Vm,
+            None => NodeKind::Container,
+        };
+        match self.pick(daemon_of_kind(kind))? {
+            Picked::Docker(d) => d.create(request).await,
+            Picked::Libvirt(l) => l.create(request).await,
         }
     }
 
     async fn start(&self, id: &str) -> Result<(), BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.start(id).await
-        } else {
-            self.docker()?.start(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.start(id).await,
+            Picked::Libvirt(l) => l.start(id).await,
         }
     }
 
     async fn stop(&self, id: &str) -> Result<(), BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.stop(id).await
-        } else {
-            self.docker()?.stop(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.stop(id).await,
+            Picked::Libvirt(l) => l.stop(id).await,
         }
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.delete(id).await
-        } else {
-            self.docker()?.delete(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.delete(id).await,
+            Picked::Libvirt(l) => l.delete(id).await,
         }
     }
 
     async fn delete_with_networks(&self, id: &str) -> Result<(), BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.delete_with_networks(id).await
-        } else {
-            self.docker()?.delete_with_networks(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.delete_with_networks(id).await,
+            Picked::Libvirt(l) => l.delete_with_networks(id).await,
         }
     }
 
     async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.status(id).await
-        } else {
-            self.docker()?.status(id).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.status(id).await,
+            Picked::Libvirt(l) => l.status(id).await,
         }
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.exec(id, argv).await
-        } else {
-            self.docker()?.exec(id, argv).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.exec(id, argv).await,
+            Picked::Libvirt(l) => l.exec(id, argv).await,
         }
     }
 
@@ -168,13 +192,13 @@ impl Backend for Router {
         dest: &str,
         mode: Option<u32>,
     ) -> Result<(), BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.copy(id, src, dest, mode).await
-        } else {
-            self.docker()?.copy(id, src, dest, mode).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.copy(id, src, dest, mode).await,
+            Picked::Libvirt(l) => l.copy(id, src, dest, mode).await,
         }
     }
 
+    /// Only libvirt keeps files per lab; a lab without it has none.
     async fn forget_lab(&self, lab: &str) -> Result<(), BackendError> {
         match &self.libvirt {
             Some(l) => l.forget_lab(lab).await,
@@ -185,25 +209,66 @@ impl Backend for Router {
     async fn reach(
         &self,
         id: &str,
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         send: Option<&str>,
-        limit: std::time::Duration,
-    ) -> Result<String, String> {
-        if Self::is_vm(id) {
-            self.libvirt()
-                .map_err(|e| e.to_string())?
-                .reach(id, addr, send, limit)
-                .await
-        } else {
-            super::reach::tcp(addr, send, limit).await
+        limit: Duration,
+    ) -> Result<String, BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.reach(id, addr, send, limit).await,
+            Picked::Libvirt(l) => l.reach(id, addr, send, limit).await,
         }
     }
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
-        if Self::is_vm(id) {
-            self.libvirt()?.logs(id, tail).await
-        } else {
-            self.docker()?.logs(id, tail).await
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.logs(id, tail).await,
+            Picked::Libvirt(l) => l.logs(id, tail).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing_connected() -> Router {
+        Router {
+            docker: None,
+            libvirt: None,
+            docker_error: Some("no socket".into()),
+            libvirt_error: None,
+        }
+    }
+
+    #[test]
+    fn ids_and_kinds_pick_their_daemon() {
+        assert_eq!(daemon_of_id("vm:bs-lab-a"), Daemon::Libvirt);
+        assert_eq!(daemon_of_id("vmnet:bs-lab-lan"), Daemon::Libvirt);
+        assert_eq!(daemon_of_id("0123456789ab"), Daemon::Docker);
+        assert_eq!(daemon_of_kind(NodeKind::Vm), Daemon::Libvirt);
+        assert_eq!(daemon_of_kind(NodeKind::Container), Daemon::Docker);
+    }
+
+    #[tokio::test]
+    async fn a_missing_backend_is_named_with_its_reason() {
+        let router = nothing_connected();
+        let err = router.start("0123").await.unwrap_err();
+        assert!(
+            matches!(err, BackendError::NotConnected { daemon: Daemon::Docker, ref why } if why == "no socket"),
+            "{err:?}"
+        );
+        let err = router.start("vm:bs-lab-a").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackendError::NotConnected {
+                    daemon: Daemon::Libvirt,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Asking every backend asks none when none is connected.
+        assert_eq!(router.labs().await.unwrap(), Vec::<String>::new());
     }
 }

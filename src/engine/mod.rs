@@ -136,6 +136,7 @@ impl Engine<Router> {
                     "{message}; libvirt: {}",
                     router.libvirt_error.clone().unwrap_or_default()
                 ),
+                source: None,
             }));
         }
         Ok(Self::new(router, Registry::new(&config.state_dir.value)))

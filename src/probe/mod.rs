@@ -96,7 +96,11 @@ pub async fn try_once<B: Backend>(
                 .await
                 .ok_or_else(|| format!("the node has no address on {network}"))?;
             let addr = SocketAddr::from((ip, *port));
-            backend.reach(id, addr, None, attempt_limit).await.map(drop)
+            backend
+                .reach(id, addr, None, attempt_limit)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
         Probe::Exec { run } => {
             let argv = values.argv(run)?;

@@ -38,7 +38,7 @@ pub use command::{
 };
 pub use docker::{IMAGE, LABEL_LAB, docker, docker_ok, now, require_docker};
 pub use files::{fixture_dirs, relative, yaml_files};
-pub use libvirt::{BASE, owned, require, virsh, virsh_ok};
+pub use libvirt::{BASE, URI, owned, require, virsh, virsh_ok};
 pub use names::{Backends, Lease, exclusive};
 pub use scratch::Scratch;
 pub use spawned::Spawned;

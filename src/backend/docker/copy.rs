@@ -16,102 +16,103 @@ use bollard::query_parameters::{
 
 use super::DockerBackend;
 use super::error::{is_not_found, short_id};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Daemon};
 
 /// The mode of a copied file when the step gives none.
 const DEFAULT_FILE_MODE: u32 = 0o644;
 /// The mode of the folders created for it.
 const FOLDER_MODE: u32 = 0o755;
 
-impl DockerBackend {
-    /// Copies the local file `src` to `dest` in the container, creating the
-    /// folders it needs (mode 0755, owned by root). The file gets `mode`
-    /// (0644 when `None`) and root as owner. A `dest` ending in `/` is a
-    /// folder: the file keeps its name there. A relative `dest` is taken
-    /// from `/`.
-    ///
-    /// Works on a stopped container as well as a running one.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Api`] naming the path when `src` cannot be read or
-    /// `dest` is not a usable path; [`BackendError::NotFound`] when the
-    /// container is gone.
-    pub(super) async fn copy_file(
-        &self,
-        id: &str,
-        src: &Path,
-        dest: &str,
-        mode: Option<u32>,
-    ) -> Result<(), BackendError> {
-        let short = short_id(id);
-        let operation = format!("copy {} to {short}:{dest}", src.display());
-        let what = format!("container {short}");
-        let api = |message: String| BackendError::Api {
-            operation: operation.clone(),
-            message,
-        };
-
-        let components = dest_components(dest, src).map_err(api)?;
-        let contents = read_local(src.to_owned()).await.map_err(api)?;
-        let missing = self
-            .missing_folders(id, &components, &operation, &what)
-            .await?;
-        let file = components.join("/");
-        let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
-        let archive =
-            tokio::task::spawn_blocking(move || build_archive(&missing, &file, &contents, mode))
-                .await
-                .map_err(|e| api(format!("building the archive stopped: {e}")))?
-                .map_err(|e| api(format!("cannot build the archive: {e}")))?;
-
-        let options = UploadToContainerOptionsBuilder::default().path("/").build();
-        self.docker
-            .upload_to_container(id, Some(options), body_full(archive.into()))
+/// Copies the local file `src` to `dest` in the container, creating the
+/// folders it needs (mode 0755, owned by root). The file gets `mode`
+/// (0644 when `None`) and root as owner. A `dest` ending in `/` is a
+/// folder: the file keeps its name there. A relative `dest` is taken
+/// from `/`.
+///
+/// Works on a stopped container as well as a running one.
+///
+/// # Errors
+///
+/// [`BackendError::Api`] naming the path when `src` cannot be read or
+/// `dest` is not a usable path; [`BackendError::NotFound`] when the
+/// container is gone.
+pub(super) async fn copy(
+    backend: &DockerBackend,
+    id: &str,
+    src: &Path,
+    dest: &str,
+    mode: Option<u32>,
+) -> Result<(), BackendError> {
+    let short = short_id(id);
+    let operation = format!("copy {} to {short}:{dest}", src.display());
+    let what = format!("container {short}");
+    let components = dest_components(dest, src)
+        .map_err(|message| BackendError::refused(Daemon::Docker, &operation, message))?;
+    let contents = read_local(src.to_owned()).await?;
+    let missing = missing_folders(backend, id, &components, &operation, &what).await?;
+    let file = components.join("/");
+    let mode = mode.unwrap_or(DEFAULT_FILE_MODE);
+    let archive =
+        tokio::task::spawn_blocking(move || build_archive(&missing, &file, &contents, mode))
             .await
-            .map_err(|e| self.fail(&operation, &what, e))
-    }
+            .map_err(std::io::Error::other)
+            .and_then(|built| built)
+            .map_err(|e| {
+                BackendError::io(
+                    Daemon::Docker,
+                    format!("build the archive of {}", src.display()),
+                    e,
+                )
+            })?;
 
-    /// The folders above the file (relative paths, shallowest first) that do
-    /// not exist in the container. Walks up from the deepest, so the usual
-    /// case of an existing folder costs one request.
-    async fn missing_folders(
-        &self,
-        id: &str,
-        components: &[String],
-        operation: &str,
-        what: &str,
-    ) -> Result<Vec<String>, BackendError> {
-        let mut missing = Vec::new();
-        for depth in (1..components.len()).rev() {
-            let folder = components[..depth].join("/");
-            let options = ContainerArchiveInfoOptionsBuilder::default()
-                .path(&format!("/{folder}"))
-                .build();
-            match self
-                .docker
-                .get_container_archive_info(id, Some(options))
-                .await
-            {
-                Ok(_) => break,
-                // A missing container answers 404 too; the upload that
-                // follows reports it properly.
-                Err(e) if is_not_found(&e) => missing.push(folder),
-                Err(e) => return Err(self.fail(operation, what, e)),
-            }
+    let options = UploadToContainerOptionsBuilder::default().path("/").build();
+    backend
+        .docker
+        .upload_to_container(id, Some(options), body_full(archive.into()))
+        .await
+        .map_err(|e| backend.fail(&operation, &what, e))
+}
+
+/// The folders above the file (relative paths, shallowest first) that do
+/// not exist in the container. Walks up from the deepest, so the usual
+/// case of an existing folder costs one request.
+async fn missing_folders(
+    backend: &DockerBackend,
+    id: &str,
+    components: &[String],
+    operation: &str,
+    what: &str,
+) -> Result<Vec<String>, BackendError> {
+    let mut missing = Vec::new();
+    for depth in (1..components.len()).rev() {
+        let folder = components[..depth].join("/");
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(&format!("/{folder}"))
+            .build();
+        match backend
+            .docker
+            .get_container_archive_info(id, Some(options))
+            .await
+        {
+            Ok(_) => break,
+            // A missing container answers 404 too; the upload that
+            // follows reports it properly.
+            Err(e) if is_not_found(&e) => missing.push(folder),
+            Err(e) => return Err(backend.fail(operation, what, e)),
         }
-        missing.reverse();
-        Ok(missing)
     }
+    missing.reverse();
+    Ok(missing)
 }
 
 /// Reads the whole local file off the async threads.
-async fn read_local(src: PathBuf) -> Result<Vec<u8>, String> {
-    tokio::task::spawn_blocking(move || {
-        std::fs::read(&src).map_err(|e| format!("cannot read {}: {e}", src.display()))
-    })
-    .await
-    .map_err(|e| format!("reading the file stopped: {e}"))?
+async fn read_local(src: PathBuf) -> Result<Vec<u8>, BackendError> {
+    let operation = format!("read {}", src.display());
+    tokio::task::spawn_blocking(move || std::fs::read(&src))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|e| BackendError::io(Daemon::Docker, operation, e))
 }
 
 /// The path components of `dest`, relative to `/`, ending with the file name.
@@ -235,7 +236,8 @@ mod tests {
     async fn a_missing_local_file_is_named() {
         let err = read_local(PathBuf::from("/no/such/file.deb"))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/no/such/file.deb"), "{err}");
     }
 }

@@ -3,14 +3,15 @@
 //! The executor reacts to the kind of failure (retry, re-create, give up and
 //! tell the user to start Docker), so the mapping matters more than the text:
 //! transport failures are `Unreachable`, HTTP 404 is `NotFound`, and the rest
-//! is `Api` with the operation that failed.
+//! is `Api` with the operation that failed. The bollard error is kept as the
+//! cause.
 
 use std::fmt::Write as _;
 
 use bollard::errors::Error;
 
 use super::DockerBackend;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Daemon, cause};
 
 impl DockerBackend {
     /// Maps a failed call; `operation` says what was tried ("start container
@@ -35,27 +36,61 @@ pub(super) fn classify(
     match err {
         Error::DockerResponseServerError {
             status_code: 404, ..
-        } => BackendError::NotFound { what: what.into() },
+        } => BackendError::NotFound {
+            daemon: Daemon::Docker,
+            what: what.into(),
+        },
         Error::DockerResponseServerError {
             status_code,
-            message,
+            ref message,
         } => BackendError::Api {
+            daemon: Daemon::Docker,
             operation: operation.into(),
             message: if message.trim().is_empty() {
                 format!("the engine answered HTTP {status_code}")
             } else {
                 message.trim().to_owned()
             },
+            source: Some(cause(err)),
         },
         ref e if is_transport(e) => BackendError::Unreachable {
             endpoint: endpoint.to_owned(),
             message: error_chain(e),
+            source: Some(cause(err)),
         },
         e => BackendError::Api {
+            daemon: Daemon::Docker,
             operation: operation.into(),
             message: error_chain(&e),
+            source: Some(cause(e)),
         },
     }
+}
+
+/// The engine does not have `image`, as its 404 answer `err` says.
+pub(super) fn image_missing(image: &str, err: Error) -> BackendError {
+    let message = match &err {
+        Error::DockerResponseServerError { message, .. } => message.trim().to_owned(),
+        other => other.to_string(),
+    };
+    BackendError::ImageMissing {
+        daemon: Daemon::Docker,
+        image: image.to_owned(),
+        message,
+        source: Some(cause(err)),
+    }
+}
+
+/// Whether the engine answered that an image is missing: it answers 404
+/// for a missing network too, and only its message tells them apart.
+pub(super) fn is_image_missing(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } if message.contains("image")
+    )
 }
 
 /// Whether the error is about reaching the daemon rather than about the
@@ -128,7 +163,7 @@ mod tests {
             "container x",
             server(404, "nope"),
         );
-        assert!(matches!(err, BackendError::NotFound { ref what } if what == "container x"));
+        assert!(matches!(err, BackendError::NotFound { ref what, .. } if what == "container x"));
     }
 
     #[test]
@@ -139,8 +174,11 @@ mod tests {
             "container x",
             server(409, " busy\n"),
         );
-        let BackendError::Api { operation, message } = err else {
-            panic!("not Api: {err:?}");
+        let BackendError::Api {
+            operation, message, ..
+        } = err
+        else {
+            panic!("not Api");
         };
         assert_eq!(
             (operation.as_str(), message.as_str()),

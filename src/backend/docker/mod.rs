@@ -2,7 +2,8 @@
 //!
 //! Every call goes through bollard. The files hold:
 //! - `mod.rs`: connecting (endpoint parsing, API version negotiation) and the
-//!   [`Backend`] implementation, which only delegates;
+//!   [`Backend`] implementation, which only delegates to the function of the
+//!   same name in one of the files below;
 //! - `error.rs`: how bollard errors become [`BackendError`]s;
 //! - `networks.rs`: creating and removing networks, ownership labels, and
 //!   mapping real network names back to logical ones;
@@ -63,9 +64,10 @@ impl DockerBackend {
     /// the above; [`BackendError::Api`] when the engine answers but refuses.
     pub async fn connect(docker_host: &str) -> Result<Self, BackendError> {
         let endpoint = docker_host.to_owned();
-        let unreachable = |message: String| BackendError::Unreachable {
+        let unreachable = |e: bollard::errors::Error| BackendError::Unreachable {
             endpoint: endpoint.clone(),
-            message,
+            message: error_chain(&e),
+            source: Some(super::cause(e)),
         };
 
         // bollard's own `negotiate_version` asks `/v1.53/version`, which an
@@ -73,19 +75,22 @@ impl DockerBackend {
         // "client version is too new". The docker CLI asks without a version
         // prefix instead, and so do we.
         let probe = open(docker_host, API_DEFAULT_VERSION)
-            .map_err(|e| unreachable(error_chain(&e)))?
+            .map_err(unreachable)?
             .with_request_modifier(without_version_prefix);
         let version = answer_within(&endpoint, probe.version()).await?;
         let server = version
             .api_version
             .as_deref()
             .and_then(parse_api_version)
-            .ok_or_else(|| BackendError::Api {
-                operation: "negotiate the Docker API version".to_owned(),
-                message: format!(
-                    "the engine reported API version {:?}, which is not MAJOR.MINOR",
-                    version.api_version
-                ),
+            .ok_or_else(|| {
+                BackendError::refused(
+                    super::Daemon::Docker,
+                    "negotiate the Docker API version",
+                    format!(
+                        "the engine reported API version {:?}, which is not MAJOR.MINOR",
+                        version.api_version
+                    ),
+                )
             })?;
         let chosen = if server < *API_DEFAULT_VERSION {
             server
@@ -93,7 +98,7 @@ impl DockerBackend {
             *API_DEFAULT_VERSION
         };
 
-        let docker = open(docker_host, &chosen).map_err(|e| unreachable(error_chain(&e)))?;
+        let docker = open(docker_host, &chosen).map_err(unreachable)?;
         let backend = DockerBackend {
             docker,
             endpoint,
@@ -142,6 +147,7 @@ async fn answer_within<T>(
         )) => Err(BackendError::Unreachable {
             endpoint: endpoint.to_owned(),
             message: format!("the server there does not answer like a Docker engine: {e}"),
+            source: Some(super::cause(e)),
         }),
         Ok(Err(e)) => Err(error::classify(
             endpoint,
@@ -152,6 +158,7 @@ async fn answer_within<T>(
         Err(_) => Err(BackendError::Unreachable {
             endpoint: endpoint.to_owned(),
             message: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            source: None,
         }),
     }
 }
@@ -203,17 +210,19 @@ fn parse_api_version(text: &str) -> Option<ClientVersion> {
     })
 }
 
+/// Each method calls the function of the same name in the file of its
+/// concern, so that a reader goes from the trait to the code in one step.
 impl Backend for DockerBackend {
     async fn observe(&self, lab: &str) -> Result<Observed, BackendError> {
-        self.observe_lab(lab).await
+        observe::observe(self, lab).await
     }
 
     async fn labs(&self) -> Result<Vec<String>, BackendError> {
-        self.lab_names().await
+        observe::labs(self).await
     }
 
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
-        self.inspect_image(image).await
+        containers::check_image(self, image).await
     }
 
     async fn create_network(
@@ -222,35 +231,35 @@ impl Backend for DockerBackend {
         network: &Network,
         spec_hash: &str,
     ) -> Result<String, BackendError> {
-        self.make_network(lab, network, spec_hash).await
+        networks::create_network(self, lab, network, spec_hash).await
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
-        self.drop_network(id).await
+        networks::remove_network(self, id).await
     }
 
     async fn create(&self, request: &CreateRequest) -> Result<String, BackendError> {
-        self.create_container(request).await
+        containers::create(self, request).await
     }
 
     async fn start(&self, id: &str) -> Result<(), BackendError> {
-        self.start_container(id).await
+        containers::start(self, id).await
     }
 
     async fn stop(&self, id: &str) -> Result<(), BackendError> {
-        self.stop_container(id).await
+        containers::stop(self, id).await
     }
 
     async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        self.remove_container(id).await
+        containers::delete(self, id).await
     }
 
     async fn status(&self, id: &str) -> Result<NodeStatus, BackendError> {
-        self.container_status(id).await
+        containers::status(self, id).await
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput, BackendError> {
-        self.run_command(id, argv).await
+        exec::exec(self, id, argv).await
     }
 
     async fn copy(
@@ -260,11 +269,11 @@ impl Backend for DockerBackend {
         dest: &str,
         mode: Option<u32>,
     ) -> Result<(), BackendError> {
-        self.copy_file(id, src, dest, mode).await
+        copy::copy(self, id, src, dest, mode).await
     }
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
-        self.container_logs(id, tail).await
+        exec::logs(self, id, tail).await
     }
 }
 

@@ -9,7 +9,9 @@ use bollard::query_parameters::ListNetworksOptionsBuilder;
 
 use super::DockerBackend;
 use super::error::short_id;
-use crate::backend::{BackendError, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name};
+use crate::backend::{
+    BackendError, Daemon, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name,
+};
 use crate::topology::model::Network;
 
 /// How often, and how far apart, removing a network is retried while the
@@ -102,68 +104,6 @@ impl DockerBackend {
             .map_err(|e| self.fail("list networks", "the network list", e))
     }
 
-    /// Creates `bs-<lab>-<network>`: a bridge with the file's subnet and
-    /// gateway, `internal` (no route out) when `nat` is false.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Api`] when a network of that name exists or the subnet
-    /// overlaps another network's.
-    pub(super) async fn make_network(
-        &self,
-        lab: &str,
-        network: &Network,
-        spec_hash: &str,
-    ) -> Result<String, BackendError> {
-        let name = resource_name(lab, &network.name);
-        let operation = format!("create network {name}");
-        let labels = HashMap::from([
-            (LABEL_LAB.to_owned(), lab.to_owned()),
-            (LABEL_NETWORK.to_owned(), network.name.clone()),
-            (LABEL_SPEC_HASH.to_owned(), spec_hash.to_owned()),
-        ]);
-        let request = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".to_owned()),
-            internal: Some(!network.nat),
-            ipam: Some(Ipam {
-                driver: Some("default".to_owned()),
-                config: Some(vec![IpamConfig {
-                    subnet: Some(network.subnet.to_string()),
-                    gateway: Some(network.gateway.to_string()),
-                    ..Default::default()
-                }]),
-                options: None,
-            }),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_network(request)
-            .await
-            .map_err(|e| self.fail(&operation, format!("network {name}"), e))?;
-
-        // Before API 1.44 the engine only refuses a duplicate name when the
-        // request sets `CheckDuplicate`, which bollard's model no longer has;
-        // otherwise it creates a second network of the same name and says so
-        // in a warning. Undo that, so that a name stays unique.
-        if created.warning.contains("already exists") {
-            if let Err(e) = self.docker.remove_network(&created.id).await {
-                tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
-            }
-            return Err(BackendError::Api {
-                operation,
-                message: created.warning,
-            });
-        }
-        if !created.warning.is_empty() {
-            tracing::warn!(network = %name, warning = %created.warning, "Docker warned");
-        }
-        self.add_known_network(lab, &created.id);
-        Ok(created.id)
-    }
-
     /// Replaces what is known of `lab`'s networks with what `observe` saw.
     pub(super) fn set_known_networks(&self, lab: &str, ids: HashSet<String>) {
         if let Ok(mut known) = self.known_networks.lock() {
@@ -185,44 +125,105 @@ impl DockerBackend {
             .lock()
             .is_ok_and(|known| known.get(lab).is_some_and(|ids| ids.contains(id)))
     }
+}
 
-    /// Removes a network by id or name; success when it is already gone.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Api`] when containers are still attached to it.
-    pub(super) async fn drop_network(&self, id: &str) -> Result<(), BackendError> {
-        let mut attempt = 0;
-        loop {
-            match self.docker.remove_network(id).await {
-                Ok(()) => break,
-                Err(e) if super::error::is_not_found(&e) => break,
-                // Just after its last container is removed, the engine may
-                // still count that container's endpoint for a moment
-                // (moby#42119): try again briefly before calling it attached.
-                Err(e)
-                    if attempt < ENDPOINT_RETRIES && e.to_string().contains("active endpoints") =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(ENDPOINT_RETRY_PAUSE).await;
-                }
-                Err(e) => {
-                    let id = short_id(id);
-                    return Err(self.fail(
-                        format!("remove network {id}"),
-                        format!("network {id}"),
-                        e,
-                    ));
-                }
-            }
+/// Creates `bs-<lab>-<network>`: a bridge with the file's subnet and
+/// gateway, `internal` (no route out) when `nat` is false.
+///
+/// # Errors
+///
+/// [`BackendError::Api`] when a network of that name exists or the subnet
+/// overlaps another network's.
+pub(super) async fn create_network(
+    backend: &DockerBackend,
+    lab: &str,
+    network: &Network,
+    spec_hash: &str,
+) -> Result<String, BackendError> {
+    let name = resource_name(lab, &network.name);
+    let operation = format!("create network {name}");
+    let labels = HashMap::from([
+        (LABEL_LAB.to_owned(), lab.to_owned()),
+        (LABEL_NETWORK.to_owned(), network.name.clone()),
+        (LABEL_SPEC_HASH.to_owned(), spec_hash.to_owned()),
+    ]);
+    let request = NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".to_owned()),
+        internal: Some(!network.nat),
+        ipam: Some(Ipam {
+            driver: Some("default".to_owned()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(network.subnet.to_string()),
+                gateway: Some(network.gateway.to_string()),
+                ..Default::default()
+            }]),
+            options: None,
+        }),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let created = backend
+        .docker
+        .create_network(request)
+        .await
+        .map_err(|e| backend.fail(&operation, format!("network {name}"), e))?;
+
+    // Before API 1.44 the engine only refuses a duplicate name when the
+    // request sets `CheckDuplicate`, which bollard's model no longer has;
+    // otherwise it creates a second network of the same name and says so
+    // in a warning. Undo that, so that a name stays unique.
+    if created.warning.contains("already exists") {
+        if let Err(e) = backend.docker.remove_network(&created.id).await {
+            tracing::warn!(network = %name, error = %e, "could not remove a duplicate network");
         }
-        if let Ok(mut known) = self.known_networks.lock() {
-            for ids in known.values_mut() {
-                ids.remove(id);
-            }
-        }
-        Ok(())
+        return Err(BackendError::refused(
+            Daemon::Docker,
+            operation,
+            created.warning,
+        ));
     }
+    if !created.warning.is_empty() {
+        tracing::warn!(network = %name, warning = %created.warning, "Docker warned");
+    }
+    backend.add_known_network(lab, &created.id);
+    Ok(created.id)
+}
+
+/// Removes a network by id or name; success when it is already gone.
+///
+/// # Errors
+///
+/// [`BackendError::Api`] when containers are still attached to it.
+pub(super) async fn remove_network(backend: &DockerBackend, id: &str) -> Result<(), BackendError> {
+    let mut attempt = 0;
+    loop {
+        match backend.docker.remove_network(id).await {
+            Ok(()) => break,
+            Err(e) if super::error::is_not_found(&e) => break,
+            // Just after its last container is removed, the engine may
+            // still count that container's endpoint for a moment
+            // (moby#42119): try again briefly before calling it attached.
+            Err(e) if attempt < ENDPOINT_RETRIES && e.to_string().contains("active endpoints") => {
+                attempt += 1;
+                tokio::time::sleep(ENDPOINT_RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                let id = short_id(id);
+                return Err(backend.fail(
+                    format!("remove network {id}"),
+                    format!("network {id}"),
+                    e,
+                ));
+            }
+        }
+    }
+    if let Ok(mut known) = backend.known_networks.lock() {
+        for ids in known.values_mut() {
+            ids.remove(id);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

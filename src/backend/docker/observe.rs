@@ -19,95 +19,94 @@ use crate::topology::model::NodeKind;
 /// networks lands.
 const DEFAULT_BRIDGE: &str = "bridge";
 
-impl DockerBackend {
-    /// Everything labelled as owned by `lab`, sorted by logical name.
-    ///
-    /// Each node's `networks` holds, for every network the container is
-    /// attached to:
-    /// - the logical name when the network is one of the lab's own, the
-    ///   networks carrying the lab's label (matched by network id, or by
-    ///   real name for a container that never ran and so has no id yet);
-    /// - otherwise the network's real name (`bridge`, `bs-other-lan`), so that
-    ///   a container attached where it should not be shows up as different
-    ///   from the file. The one exception is the default `bridge` as the
-    ///   *only* network: that is what `create` makes of a node with no
-    ///   networks, so it is reported as no networks at all.
-    ///
-    /// The address is the one the container has; a stopped container has
-    /// none, so then the static address it was created with is reported
-    /// (what it gets again on start), and `None` when it has neither.
-    ///
-    /// # Errors
-    ///
-    /// [`BackendError::Unreachable`] or [`BackendError::Api`] when a list
-    /// call fails.
-    pub(super) async fn observe_lab(&self, lab: &str) -> Result<Observed, BackendError> {
-        let filters = lab_filter(lab);
-        let (containers, networks) = tokio::try_join!(
-            self.list_all_containers(&filters),
-            self.list_networks(&filters)
-        )?;
-        let lab_networks = LabNetworks::new(&networks);
-        self.set_known_networks(lab, networks.iter().filter_map(|n| n.id.clone()).collect());
+/// Everything labelled as owned by `lab`, sorted by logical name.
+///
+/// Each node's `networks` holds, for every network the container is
+/// attached to:
+/// - the logical name when the network is one of the lab's own, the
+///   networks carrying the lab's label (matched by network id, or by
+///   real name for a container that never ran and so has no id yet);
+/// - otherwise the network's real name (`bridge`, `bs-other-lan`), so that
+///   a container attached where it should not be shows up as different
+///   from the file. The one exception is the default `bridge` as the
+///   *only* network: that is what `create` makes of a node with no
+///   networks, so it is reported as no networks at all.
+///
+/// The address is the one the container has; a stopped container has
+/// none, so then the static address it was created with is reported
+/// (what it gets again on start), and `None` when it has neither.
+///
+/// # Errors
+///
+/// [`BackendError::Unreachable`] or [`BackendError::Api`] when a list
+/// call fails.
+pub(super) async fn observe(backend: &DockerBackend, lab: &str) -> Result<Observed, BackendError> {
+    let filters = lab_filter(lab);
+    let (containers, networks) = tokio::try_join!(
+        list_all_containers(backend, &filters),
+        backend.list_networks(&filters)
+    )?;
+    let lab_networks = LabNetworks::new(&networks);
+    backend.set_known_networks(lab, networks.iter().filter_map(|n| n.id.clone()).collect());
 
-        let mut observed_networks: Vec<ObservedNetwork> = networks
-            .iter()
-            .filter_map(|n| {
-                Some(ObservedNetwork {
-                    id: n.id.clone()?,
-                    name: network_label_name(n)?,
-                    spec_hash: label(n.labels.as_ref(), LABEL_SPEC_HASH),
-                })
+    let mut observed_networks: Vec<ObservedNetwork> = networks
+        .iter()
+        .filter_map(|n| {
+            Some(ObservedNetwork {
+                id: n.id.clone()?,
+                name: network_label_name(n)?,
+                spec_hash: label(n.labels.as_ref(), LABEL_SPEC_HASH),
             })
-            .collect();
-        observed_networks.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-
-        let mut nodes: Vec<ObservedNode> = containers
-            .iter()
-            .filter_map(|c| observed_node(c, &lab_networks))
-            .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-
-        Ok(Observed {
-            networks: observed_networks,
-            nodes,
         })
-    }
+        .collect();
+    observed_networks.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 
-    /// The distinct values of the lab label over all containers and networks.
-    pub(super) async fn lab_names(&self) -> Result<Vec<String>, BackendError> {
-        let filters = any_lab_filter();
-        let (containers, networks) = tokio::try_join!(
-            self.list_all_containers(&filters),
-            self.list_networks(&filters)
-        )?;
-        let labs: BTreeSet<String> = containers
-            .iter()
-            .filter_map(|c| c.labels.as_ref()?.get(LABEL_LAB).cloned())
-            .chain(
-                networks
-                    .iter()
-                    .filter_map(|n| n.labels.as_ref()?.get(LABEL_LAB).cloned()),
-            )
-            .filter(|lab| !lab.is_empty())
-            .collect();
-        Ok(labs.into_iter().collect())
-    }
+    let mut nodes: Vec<ObservedNode> = containers
+        .iter()
+        .filter_map(|c| observed_node(c, &lab_networks))
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 
-    /// Lists containers, running or not, that carry `filters`.
-    async fn list_all_containers(
-        &self,
-        filters: &HashMap<String, Vec<String>>,
-    ) -> Result<Vec<ContainerSummary>, BackendError> {
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(filters)
-            .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.fail("list containers", "the container list", e))
-    }
+    Ok(Observed {
+        networks: observed_networks,
+        nodes,
+    })
+}
+
+/// The distinct values of the lab label over all containers and networks.
+pub(super) async fn labs(backend: &DockerBackend) -> Result<Vec<String>, BackendError> {
+    let filters = any_lab_filter();
+    let (containers, networks) = tokio::try_join!(
+        list_all_containers(backend, &filters),
+        backend.list_networks(&filters)
+    )?;
+    let labs: BTreeSet<String> = containers
+        .iter()
+        .filter_map(|c| c.labels.as_ref()?.get(LABEL_LAB).cloned())
+        .chain(
+            networks
+                .iter()
+                .filter_map(|n| n.labels.as_ref()?.get(LABEL_LAB).cloned()),
+        )
+        .filter(|lab| !lab.is_empty())
+        .collect();
+    Ok(labs.into_iter().collect())
+}
+
+/// Lists containers, running or not, that carry `filters`.
+async fn list_all_containers(
+    backend: &DockerBackend,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<Vec<ContainerSummary>, BackendError> {
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(filters)
+        .build();
+    backend
+        .docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| backend.fail("list containers", "the container list", e))
 }
 
 /// A label's value, or empty when it is missing.

@@ -1,27 +1,24 @@
-//! What a VM needs beyond its domain: overlay, seed, DHCP leases, keys,
-//! addresses, and SSH for exec and copy.
+//! What a VM needs beyond its domain: keys, the cloud-init seed, the
+//! address to reach it at, SSH for exec and copy, and its console log.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use virt::connect::Connect;
-use virt::sys;
 
-use super::xml::Ownership;
-use super::{
-    LabFiles, LibvirtBackend, blocking, disks, domain_name, domain_xml, interfaces, static_leases,
-    xml,
-};
+use super::error::api;
+use super::xml::static_leases;
+use super::{LibvirtBackend, blocking, domain_name, domains, host, xml};
 use crate::backend::vm::{cloud_init, keys, seed, ssh};
 use crate::backend::{
-    Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, RunState, resource_name,
+    Backend, BackendError, CreateRequest, Daemon, ExecOutput, RunState, resource_name,
 };
 
 /// The folder of a lab's SSH material: the client key, and per node the
 /// host key and a known_hosts file pinned to it.
-pub fn ssh_dir(state_dir: &Path, lab: &str) -> PathBuf {
+pub(super) fn ssh_dir(state_dir: &Path, lab: &str) -> PathBuf {
     state_dir.join("labs").join(lab).join("ssh")
 }
 
@@ -34,128 +31,20 @@ fn known_hosts_path(state_dir: &Path, lab: &str, node: &str) -> PathBuf {
 }
 
 /// Removes a node's host key and known_hosts.
-pub fn forget_keys(state_dir: &Path, lab: &str, node: &str) {
+pub(super) fn forget_keys(state_dir: &Path, lab: &str, node: &str) {
     let host = host_key_path(state_dir, lab, node);
     let _ = std::fs::remove_file(keys::public_path(&host));
     let _ = std::fs::remove_file(&host);
     let _ = std::fs::remove_file(known_hosts_path(state_dir, lab, node));
 }
 
-/// Removes the static DHCP leases of a domain's interfaces.
-pub fn forget_leases(conn: &Connect, domain_xml: &str) {
-    for (network, mac) in interfaces(domain_xml) {
-        let Ok(net) = conn.lookup_network_by_name(&network) else {
-            continue;
-        };
-        let Ok(net_xml) = net.xml_desc(0) else {
-            continue;
-        };
-        if let Some(ip) = static_leases(&net_xml).get(&mac) {
-            let host = format!("<host mac='{mac}' ip='{ip}'/>");
-            let _ = update_hosts(&net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, &host);
-        }
-    }
-}
-
-fn update_hosts(
-    net: &virt::network::Network,
-    command: sys::virNetworkUpdateCommand,
-    host: &str,
-) -> Result<(), virt::error::Error> {
-    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG
-        | if net.is_active().unwrap_or(false) {
-            sys::VIR_NETWORK_UPDATE_AFFECT_LIVE
-        } else {
-            0
-        };
-    net.update(
-        command,
-        sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
-        -1,
-        host,
-        flags,
-    )
-}
-
-/// Creates everything a VM needs and defines its domain.
-pub async fn create(
-    backend: &LibvirtBackend,
-    request: &CreateRequest,
-) -> Result<String, BackendError> {
-    let domain_type = backend.domain_type().await?;
-    let files = backend.files(&request.lab);
-    let xml = domain_xml(
-        backend,
-        request,
-        Some(&files.seed(&request.node)),
-        domain_type,
-    );
-    let result = create_parts(backend, request, &files, xml).await;
-    if result.is_err() {
-        // Nothing half-made stays behind.
-        backend
-            .host
-            .remove_files(files.of_node(&request.node))
-            .await;
-        let state_dir = backend.settings.state_dir.clone();
-        let (lab, node) = (request.lab.clone(), request.node.clone());
-        let _ = blocking(move || {
-            forget_keys(&state_dir, &lab, &node);
-            Ok(())
-        })
-        .await;
-    }
-    result
-}
-
 /// A static DHCP reservation still to make: network, `<host>` XML, address.
-type Lease = (String, String, Ipv4Addr);
-
-async fn create_parts(
-    backend: &LibvirtBackend,
-    request: &CreateRequest,
-    files: &LabFiles,
-    domain_xml: String,
-) -> Result<String, BackendError> {
-    let settings = &backend.settings;
-    let vm = request.vm.clone().ok_or_else(|| BackendError::Api {
-        operation: format!("create VM {}", resource_name(&request.lab, &request.node)),
-        message: "the request has no VM settings".into(),
-    })?;
-    // Every file the VM boots from is looked for before anything is made.
-    let base = disks::resolve(&settings.base_image_path, &request.image);
-    let wanted =
-        std::iter::once(&request.image).chain([&vm.kernel, &vm.initrd].into_iter().flatten());
-    for image in wanted {
-        let path = disks::resolve(&settings.base_image_path, image);
-        if !backend.host.is_file(&path).await? {
-            return Err(BackendError::BaseImageMissing {
-                image: image.clone(),
-                path: path.display().to_string(),
-            });
-        }
-    }
-    let (conn, settings, request) = (backend.conn.clone(), settings.clone(), request.clone());
-    let node = request.node.clone();
-    let name = resource_name(&request.lab, &node);
-    let (seed_image, leases, conn) = blocking(move || {
-        let (image, leases) = prepare(&conn, &settings, &request, vm.user_data.clone())?;
-        Ok((image, leases, conn))
-    })
-    .await?;
-    backend
-        .host
-        .create_overlay(&base, &files.overlay(&node), vm.disk_gib)
-        .await?;
-    backend.host.truncate(&files.console_log(&node)).await?;
-    backend.host.write(&files.seed(&node), seed_image).await?;
-    blocking(move || reserve_and_define(&conn, &name, &leases, &domain_xml)).await
-}
+pub(super) type Lease = (String, String, Ipv4Addr);
 
 /// The lab's client key and the VM's host key (made here), and the
 /// cloud-init seed; the static DHCP reservations that are still to make.
 /// Local files and libvirt lookups: runs on the blocking pool.
-fn prepare(
+pub(super) fn prepare(
     conn: &Connect,
     settings: &super::Settings,
     request: &CreateRequest,
@@ -164,10 +53,7 @@ fn prepare(
     let name = resource_name(&request.lab, &request.node);
     let io = |what: &str| {
         let operation = format!("{what} for VM {name}");
-        move |e: std::io::Error| BackendError::Api {
-            operation,
-            message: e.to_string(),
-        }
+        move |e: std::io::Error| BackendError::io(Daemon::Libvirt, operation, e)
     };
     // Keys: the lab's client key, and a fresh host key for this instance,
     // injected through cloud-init so the known_hosts entry exists before
@@ -192,9 +78,9 @@ fn prepare(
         let network = resource_name(&request.lab, logical);
         let net_xml = conn
             .lookup_network_by_name(&network)
-            .map_err(super::api(format!("find network {logical}")))?
+            .map_err(api(format!("find network {logical}")))?
             .xml_desc(0)
-            .map_err(super::api(format!("read network {logical}")))?;
+            .map_err(api(format!("read network {logical}")))?;
         let (prefix, gateway) = network_facts(&net_xml);
         interfaces.push(cloud_init::Interface {
             mac: mac.clone(),
@@ -228,45 +114,6 @@ fn prepare(
     Ok((image, leases))
 }
 
-/// Makes the DHCP reservations and defines the domain; takes the
-/// reservations back if the domain cannot be defined.
-fn reserve_and_define(
-    conn: &Connect,
-    name: &str,
-    leases: &[Lease],
-    domain_xml: &str,
-) -> Result<String, BackendError> {
-    let mut reserved = Vec::new();
-    let undo = |reserved: &[(virt::network::Network, &str)]| {
-        for (net, host) in reserved {
-            let _ = update_hosts(net, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, host);
-        }
-    };
-    for (network, host, ip) in leases {
-        let net = conn
-            .lookup_network_by_name(network)
-            .map_err(super::api(format!("find network {network}")))?;
-        // A lease left by an earlier instance would block the new one.
-        let _ = update_hosts(
-            &net,
-            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
-            &format!("<host ip='{ip}'/>"),
-        );
-        if let Err(e) = update_hosts(&net, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, host) {
-            undo(&reserved);
-            return Err(super::api(format!("reserve {ip} for VM {name}"))(e));
-        }
-        reserved.push((net, host.as_str()));
-    }
-    match conn.define_domain_xml(domain_xml) {
-        Ok(_) => Ok(format!("{}{name}", super::DOMAIN_ID_PREFIX)),
-        Err(e) => {
-            undo(&reserved);
-            Err(super::api(format!("define VM {name}"))(e))
-        }
-    }
-}
-
 /// Prefix length and gateway of a network XML.
 fn network_facts(net_xml: &str) -> (u8, Option<Ipv4Addr>) {
     let Ok(doc) = roxmltree::Document::parse(net_xml) else {
@@ -281,66 +128,6 @@ fn network_facts(net_xml: &str) -> (u8, Option<Ipv4Addr>) {
         .and_then(|m| m.parse::<Ipv4Addr>().ok())
         .map_or(24, |m| u32::from(m).count_ones() as u8);
     (prefix, gateway)
-}
-
-/// State and addresses: static leases first, then DHCP leases.
-pub async fn status(backend: &LibvirtBackend, id: &str) -> Result<NodeStatus, BackendError> {
-    let conn = backend.conn.clone();
-    let id = id.to_string();
-    blocking(move || status_blocking(&conn, &id).map(|(status, _)| status)).await
-}
-
-/// [`status`], and who owns the domain, from one lookup.
-fn status_blocking(conn: &Connect, id: &str) -> Result<(NodeStatus, Ownership), BackendError> {
-    {
-        let (domain, owner, xml) = LibvirtBackend::find_domain(conn, id)?;
-        let state = super::run_state(&domain);
-        let mut addresses = BTreeMap::new();
-        let prefix = format!("bs-{}-", owner.lab);
-        let dynamic = if state == RunState::Running {
-            domain
-                .interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        for (network, mac) in interfaces(&xml) {
-            let logical = network
-                .strip_prefix(&prefix)
-                .unwrap_or(&network)
-                .to_string();
-            let fixed = conn
-                .lookup_network_by_name(&network)
-                .ok()
-                .and_then(|n| n.xml_desc(0).ok())
-                .and_then(|x| static_leases(&x).get(&mac).copied());
-            let leased = dynamic
-                .iter()
-                .filter(|i| {
-                    i.hwaddr
-                        .as_deref()
-                        .is_some_and(|h| h.eq_ignore_ascii_case(&mac))
-                })
-                .flat_map(|i| i.addrs.iter())
-                .find_map(|a| a.addr.parse::<Ipv4Addr>().ok());
-            if let Some(ip) = fixed.or(leased) {
-                addresses.insert(logical, ip);
-            }
-        }
-        let started_at = if state == RunState::Running {
-            xml::started_at(&xml)
-        } else {
-            None
-        };
-        let status = NodeStatus {
-            state,
-            addresses,
-            docker_health: None,
-            exit_code: None,
-            started_at,
-        };
-        Ok((status, owner))
-    }
 }
 
 /// Where to reach a running VM over SSH; pins its host key in the lab's
@@ -361,33 +148,45 @@ fn target_blocking(
     id: &str,
     via: Option<PathBuf>,
 ) -> Result<ssh::SshTarget, BackendError> {
-    let (status, owner) = status_blocking(conn, id)?;
-    if status.state != RunState::Running {
-        return Err(BackendError::Ssh(format!(
-            "VM {} is not running",
-            domain_name(id)
-        )));
-    }
+    let (status, owner) = domains::status_blocking(conn, id)?;
     let name = domain_name(id);
+    let unreachable = |reason: &str| BackendError::GuestUnreachable {
+        vm: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if status.state != RunState::Running {
+        return Err(unreachable("it is not running"));
+    }
     let host = status
         .addresses
         .values()
         .next()
         .copied()
-        .ok_or_else(|| BackendError::Ssh(format!("VM {name} has no address yet")))?;
+        .ok_or_else(|| unreachable("it has no address yet"))?;
     let host_key = keys::ensure_key(
         &host_key_path(&settings.state_dir, &owner.lab, &owner.name),
         "",
     )
-    .map_err(|e| BackendError::Ssh(format!("host key of VM {name}: {e}")))?;
+    .map_err(|e| {
+        BackendError::io(
+            Daemon::Libvirt,
+            format!("read the host key of VM {name}"),
+            e,
+        )
+    })?;
     let known_hosts = known_hosts_path(&settings.state_dir, &owner.lab, &owner.name);
     let line = ssh::known_hosts_line(
         &host.to_string(),
         settings.ssh_port,
         &host_key.public_openssh,
     );
-    std::fs::write(&known_hosts, format!("{line}\n"))
-        .map_err(|e| BackendError::Ssh(format!("write {}: {e}", known_hosts.display())))?;
+    std::fs::write(&known_hosts, format!("{line}\n")).map_err(|e| {
+        BackendError::io(
+            Daemon::Libvirt,
+            format!("write {}", known_hosts.display()),
+            e,
+        )
+    })?;
     Ok(ssh::SshTarget {
         host: host.to_string(),
         port: settings.ssh_port,
@@ -457,11 +256,10 @@ async fn wait_settled(backend: &LibvirtBackend, id: &str) -> Result<(), BackendE
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(BackendError::Ssh(format!(
-                "cloud-init has not finished on the VM after {} s (no `{}` line on its console): see `benchscale logs`",
-                SETTLE_LIMIT.as_secs(),
-                cloud_init::FINISHED_MARKER
-            )));
+            return Err(BackendError::GuestNotSettled {
+                vm: id.to_string(),
+                after: SETTLE_LIMIT,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -513,7 +311,7 @@ pub async fn exec(
                 retried = true;
                 backend.sessions.forget(id).await;
             }
-            Err(e) => return Err(BackendError::Ssh(e.to_string())),
+            Err(e) => return Err(BackendError::Ssh(Arc::new(e))),
         }
     }
 }
@@ -532,9 +330,44 @@ pub async fn copy(
         .sessions
         .get(id, &target)
         .await
-        .map_err(|e| BackendError::Ssh(e.to_string()))?;
+        .map_err(|e| BackendError::Ssh(Arc::new(e)))?;
     session
         .upload(src, dest, mode)
         .await
-        .map_err(|e| BackendError::Ssh(e.to_string()))
+        .map_err(|e| BackendError::Ssh(Arc::new(e)))
+}
+
+/// The VM's console log; the last `tail` lines if given.
+///
+/// # Errors
+///
+/// [`BackendError::NotFound`] when the VM is gone.
+pub(super) async fn logs(
+    backend: &LibvirtBackend,
+    id: &str,
+    tail: Option<usize>,
+) -> Result<String, BackendError> {
+    let conn = backend.conn.clone();
+    let id = id.to_string();
+    let owner = blocking(move || domains::find_domain(&conn, &id).map(|(_, o, _)| o)).await?;
+    let path = backend.files(&owner.lab).console_log(&owner.name);
+    let text = backend.host.read(&path).await?.replace('\r', "");
+    Ok(match tail {
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+            out.push('\n');
+            out
+        }
+        None => text,
+    })
+}
+
+/// Removes the lab's overlay folder (on the libvirt host) and its SSH
+/// keys (here), once the lab owns no VM any more.
+pub(super) async fn forget_lab(backend: &LibvirtBackend, lab: &str) -> Result<(), BackendError> {
+    backend.host.remove_dir_all(&backend.files(lab).dir).await?;
+    host::Host::Local
+        .remove_dir_all(&ssh_dir(&backend.settings.state_dir, lab))
+        .await
 }

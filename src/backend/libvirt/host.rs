@@ -17,7 +17,7 @@ use super::disks;
 use super::kvm::Machine;
 use super::uri::Place;
 use crate::backend::vm::ssh::{self, HostLogin, SshSession};
-use crate::backend::{BackendError, ExecOutput, reach};
+use crate::backend::{BackendError, Daemon, ExecOutput, cause, reach};
 
 /// Where the files are.
 pub enum Host {
@@ -82,7 +82,7 @@ impl Host {
                 ssh::connect_host(login).await.map(Arc::new).map_err(|e| {
                     BackendError::LibvirtHostSsh {
                         uri: uri.clone(),
-                        message: e.to_string(),
+                        source: Arc::new(e),
                     }
                 })
             })
@@ -99,7 +99,7 @@ impl Host {
             .await?
             .exec(&argv)
             .await
-            .map_err(|e| remote_error(what, e.to_string()))?;
+            .map_err(|e| remote_failure(what, e))?;
         if out.exit_code == 0 {
             return Ok(out);
         }
@@ -149,7 +149,7 @@ impl Host {
                     .await?
                     .exec(&argv)
                     .await
-                    .map_err(|e| remote_error("look for a base image", e.to_string()))?;
+                    .map_err(|e| remote_failure("look for a base image", e))?;
                 Ok(out.exit_code == 0)
             }
         }
@@ -168,10 +168,13 @@ impl Host {
         size_gib: Option<u64>,
     ) -> Result<(), BackendError> {
         let what = format!("create overlay {}", overlay.display());
-        let missing = |message: String| BackendError::ImageMissing {
-            image: base.display().to_string(),
-            message,
-        };
+        let missing =
+            |message: String, source: Option<crate::backend::Cause>| BackendError::ImageMissing {
+                daemon: Daemon::Libvirt,
+                image: base.display().to_string(),
+                message,
+                source,
+            };
         let (header, len) = match self {
             Host::Local => {
                 let path = base.to_owned();
@@ -184,15 +187,15 @@ impl Host {
                     Ok((header, std::fs::metadata(&path)?.len()))
                 })
                 .await
-                .map_err(missing)?
+                .map_err(|e| missing(e.to_string(), Some(cause(e))))?
             }
             Host::Remote { .. } => {
                 let base_arg = base.display().to_string();
                 let out = self
                     .run("read the base image", &["sh", "-c", FACTS, "sh", &base_arg])
                     .await
-                    .map_err(|e| missing(e.to_string()))?;
-                parse_facts(&out.stdout).ok_or_else(|| missing(out.stdout.clone()))?
+                    .map_err(|e| missing(e.to_string(), Some(cause(e))))?;
+                parse_facts(&out.stdout).ok_or_else(|| missing(out.stdout.clone(), None))?
             }
         };
         let (format, size) = disks::overlay_shape(&header, len, size_gib);
@@ -209,18 +212,19 @@ impl Host {
                         .output()
                 })
                 .await
-                .map_err(|e| {
-                    api(
-                        &what,
-                        format!("{e} (is qemu-img installed? qemu-utils has it)"),
-                    )
+                .map_err(|e| BackendError::Api {
+                    daemon: Daemon::Libvirt,
+                    operation: what.clone(),
+                    message: format!("{e} (is qemu-img installed? qemu-utils has it)"),
+                    source: Some(cause(e)),
                 })?;
                 if out.status.success() {
                     Ok(())
                 } else {
-                    Err(api(
+                    Err(BackendError::refused(
+                        Daemon::Libvirt,
                         &what,
-                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                        String::from_utf8_lossy(&out.stderr).trim(),
                     ))
                 }
             }
@@ -254,7 +258,7 @@ impl Host {
                     std::fs::write(&path, bytes)
                 })
                 .await
-                .map_err(|e| api(&what, e))
+                .map_err(|e| BackendError::io(Daemon::Libvirt, &what, e))
             }
             Host::Remote { .. } => {
                 let local = blocking_io(move || {
@@ -263,12 +267,12 @@ impl Host {
                     Ok(file)
                 })
                 .await
-                .map_err(|e| api(&what, e))?;
+                .map_err(|e| BackendError::io(Daemon::Libvirt, &what, e))?;
                 self.session()
                     .await?
                     .upload(local.path(), &path.display().to_string(), Some(0o644))
                     .await
-                    .map_err(|e| remote_error(&what, e.to_string()))
+                    .map_err(|e| remote_failure(&what, e))
             }
         }
     }
@@ -285,7 +289,7 @@ impl Host {
                     Err(e) => Err(e),
                 })
                 .await
-                .map_err(|e| api(&what, e))
+                .map_err(|e| BackendError::io(Daemon::Libvirt, &what, e))
             }
             Host::Remote { .. } => {
                 let path = path.display().to_string();
@@ -347,7 +351,7 @@ impl Host {
                     other => other,
                 })
                 .await
-                .map_err(|e| api(&what, e))
+                .map_err(|e| BackendError::io(Daemon::Libvirt, &what, e))
             }
             Host::Remote { .. } => {
                 let dir = dir.display().to_string();
@@ -357,16 +361,26 @@ impl Host {
     }
 
     /// Connects to `addr` from this host, as [`reach::tcp`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::Reach`] when the port does not answer;
+    /// [`BackendError::LibvirtHostSsh`] when the host cannot be reached.
     pub async fn reach(
         &self,
         addr: SocketAddr,
         send: Option<&str>,
         limit: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackendError> {
         if !self.is_remote() {
             return reach::tcp(addr, send, limit).await;
         }
-        let session = self.session().await.map_err(|e| e.to_string())?;
+        let session = self.session().await?;
+        let failed = |message: &str, source: Option<crate::backend::Cause>| BackendError::Reach {
+            target: format!("{addr} from the libvirt host"),
+            message: message.to_owned(),
+            source,
+        };
         let secs = limit.as_secs().max(1).to_string();
         let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
         let argv = [
@@ -385,20 +399,16 @@ impl Host {
         // against a connection to the host that hangs.
         let out = tokio::time::timeout(limit + Duration::from_secs(5), session.exec(&argv))
             .await
-            .map_err(|_| format!("connect to {addr} from the libvirt host: timed out"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| failed("timed out", None))?
+            .map_err(|e| failed(&e.to_string(), Some(cause(e))))?;
         match out.exit_code {
             0 => Ok(out.stdout),
-            124 => Err(format!(
-                "connect to {addr} from the libvirt host: timed out"
-            )),
-            127 => Err(format!(
-                "connect to {addr} from the libvirt host: bash or timeout is missing there"
-            )),
+            124 => Err(failed("timed out", None)),
+            127 => Err(failed("bash or timeout is missing there", None)),
             _ => {
                 let why = out.stderr.lines().last().unwrap_or_default();
                 let why = why.rsplit(": ").next().unwrap_or(why);
-                Err(format!("connect to {addr} from the libvirt host: {why}"))
+                Err(failed(why, None))
             }
         }
     }
@@ -415,24 +425,27 @@ fn parse_facts(stdout: &str) -> Option<(Vec<u8>, u64)> {
     Some((header, len))
 }
 
-fn api(operation: &str, message: impl ToString) -> BackendError {
-    BackendError::Api {
-        operation: operation.to_string(),
-        message: message.to_string(),
-    }
-}
-
+/// A command on the libvirt host ran and failed; `message` is what it said.
 fn remote_error(what: &str, message: String) -> BackendError {
-    api(&format!("{what} on the libvirt host"), message)
+    BackendError::refused(
+        Daemon::Libvirt,
+        format!("{what} on the libvirt host"),
+        message,
+    )
 }
 
+/// A command on the libvirt host could not be run: SSH failed.
+fn remote_failure(what: &str, err: ssh::SshError) -> BackendError {
+    BackendError::api(Daemon::Libvirt, format!("{what} on the libvirt host"), err)
+}
+
+/// Runs file work off the async threads.
 async fn blocking_io<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! libvirt XML: domains and networks built from the model, ownership
-//! metadata read back.
+//! libvirt XML: domains and networks built from the model; ownership
+//! metadata, interfaces and DHCP reservations read back.
 //!
 //! Every domain and network carries a `<metadata>` element in benchscale's
 //! namespace with the lab, the node or network name and the spec hash; the
@@ -277,6 +277,43 @@ fn fnv(text: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The interfaces of a domain XML: libvirt network name and MAC.
+pub fn interfaces(xml: &str) -> Vec<(String, String)> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .filter_map(|iface| {
+            let network = iface
+                .children()
+                .find(|c| c.has_tag_name("source"))?
+                .attribute("network")?;
+            let mac = iface
+                .children()
+                .find(|c| c.has_tag_name("mac"))?
+                .attribute("address")?;
+            Some((network.to_string(), mac.to_lowercase()))
+        })
+        .collect()
+}
+
+/// Static DHCP leases of a network XML: MAC to address.
+pub fn static_leases(xml: &str) -> std::collections::BTreeMap<String, Ipv4Addr> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return std::collections::BTreeMap::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("host"))
+        .filter_map(|h| {
+            Some((
+                h.attribute("mac")?.to_lowercase(),
+                h.attribute("ip")?.parse().ok()?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
