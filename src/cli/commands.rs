@@ -102,7 +102,7 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
     let config = match Config::load(explicit) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{:?}", miette::Report::new(e));
+            eprintln!("{:?}", miette::Report::new(super::shown::Shown(e)));
             return EXIT_ERROR;
         }
     };

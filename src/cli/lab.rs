@@ -19,7 +19,7 @@ use crate::topology::model::NodeKind;
 use crate::topology::{self, Topology};
 
 fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
-    eprintln!("{:?}", miette::Report::new(error));
+    eprintln!("{:?}", miette::Report::new(super::shown::Shown(error)));
     EXIT_ERROR
 }
 

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod lab;
 mod progress;
+mod shown;
 
 use std::process::ExitCode;
 
