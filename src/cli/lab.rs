@@ -467,7 +467,7 @@ fn print_status(s: &LabStatus) {
         println!(
             "  {:<20} {:<10} {:<10} {:<10} {:<28} {}",
             n.name,
-            n.kind,
+            n.kind.map_or("?", |k| k.as_str()),
             n.state,
             n.health,
             addresses.join(" "),

@@ -152,17 +152,7 @@ impl Engine<Router> {
         let Some(record) = record else {
             return vec![NodeKind::Container];
         };
-        let mut kinds: Vec<NodeKind> = record
-            .nodes
-            .values()
-            .map(|n| {
-                if n.kind == "vm" {
-                    NodeKind::Vm
-                } else {
-                    NodeKind::Container
-                }
-            })
-            .collect();
+        let mut kinds: Vec<NodeKind> = record.nodes.values().map(|n| n.kind).collect();
         kinds.sort();
         kinds.dedup();
         kinds

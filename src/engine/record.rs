@@ -73,7 +73,7 @@ pub(crate) fn record_node(
     record.nodes.insert(
         name.to_string(),
         NodeRecord {
-            kind: node.kind.as_str().into(),
+            kind: node.kind,
             id,
             spec_hash: result.spec_hash.clone(),
             spec: Some(NodeSpecV1::of(node)),

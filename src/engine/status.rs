@@ -17,7 +17,8 @@ use crate::topology::model::{Node, NodeKind};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeStatusReport {
     pub name: String,
-    pub kind: String,
+    /// Unknown only for a node neither observed nor recorded.
+    pub kind: Option<NodeKind>,
     /// `running`, `stopped`, a broken state, or `missing`.
     pub state: String,
     pub addresses: BTreeMap<String, Ipv4Addr>,
@@ -114,10 +115,7 @@ impl<B: Backend> Engine<B> {
                     })
                     .unwrap_or_default();
                 NodeStatusReport {
-                    kind: obs
-                        .map(|o| o.kind.as_str().to_string())
-                        .or_else(|| rec.map(|r| r.kind.clone()))
-                        .unwrap_or_default(),
+                    kind: obs.map(|o| o.kind).or_else(|| rec.map(|r| r.kind)),
                     name,
                     state,
                     addresses,

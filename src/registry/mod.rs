@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::{Health, Stage};
 use crate::plan::hash::NodeSpecV1;
+use crate::topology::model::NodeKind;
 
 /// How many applies the history keeps.
 const HISTORY_LEN: usize = 50;
@@ -63,9 +64,9 @@ pub struct NetworkRecord {
 }
 
 /// What was applied of one node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
-    pub kind: String,
+    pub kind: NodeKind,
     pub id: String,
     pub spec_hash: String,
     /// The spec that was applied, to name the fields that change.
@@ -314,9 +315,17 @@ mod tests {
         record.nodes.insert(
             "web".into(),
             NodeRecord {
+                kind: NodeKind::Vm,
                 id: "abc".into(),
+                spec_hash: "v1:0".into(),
+                spec: None,
+                steps: Vec::new(),
                 outputs: [("k".to_string(), "v".to_string())].into(),
-                ..NodeRecord::default()
+                addresses: Default::default(),
+                health: Health::Healthy,
+                boot_ms: Some(1200),
+                stage: Some(Stage::Provisioned),
+                health_hash: Some("v1:1".into()),
             },
         );
         registry.save(&record).unwrap();
