@@ -261,3 +261,80 @@ async fn only_an_instance_seen_healthy_under_the_same_conditions_skips_the_probe
     let plan = engine.plan(&topology(&changed)).await.unwrap();
     assert!(!plan.has_changes(), "{:?}", plan.lines());
 }
+
+/// `p` runs a step that captures an output; `q` waits for it and then for
+/// a condition that never passes.
+const CHECKPOINTED: &str = r#"
+version: 1
+name: checkpointed
+nodes:
+  p:
+    kind: container
+    image: busybox
+    provision:
+      - run: ["echo", "token-1"]
+        capture: token
+  q:
+    kind: container
+    image: busybox
+    env: { TOKEN: "${{ nodes.p.outputs.token }}" }
+    health:
+      - exec: { run: ["fail"] }
+        timeout: 1m
+"#;
+
+/// The record checkpoint: a node whose steps ran is on disk before its
+/// dependents go on (read here while `q` still waits, as a `kill -9` would
+/// leave it), and the next apply neither runs its step again nor trusts
+/// `q`.
+#[tokio::test(start_paused = true)]
+async fn a_provisioned_node_is_recorded_before_its_dependents_go_on() {
+    let state = tempfile::tempdir().unwrap();
+    let engine = std::sync::Arc::new(Engine::new(FakeBackend::new(), Registry::new(state.path())));
+    let options = ApplyOptions::default();
+    let cancel = options.cancel.clone();
+    let apply = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .apply(topology(CHECKPOINTED), options, EventSink::none())
+                .await
+                .expect("apply")
+        })
+    };
+    // q waits for its condition (one minute) meanwhile. The save runs on a
+    // blocking thread, which paused time does not wait for: look again.
+    let mut record = None;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        record = Registry::new(state.path()).load("checkpointed").unwrap();
+        if record.as_ref().is_some_and(|r| r.nodes.contains_key("p")) {
+            break;
+        }
+    }
+    assert!(!apply.is_finished(), "the apply still runs");
+    let record = record.expect("a record while the apply still runs");
+    let p = &record.nodes["p"];
+    assert_eq!(p.stage, Some(crate::lifecycle::Stage::Provisioned));
+    assert_eq!(p.outputs["token"], "token-1");
+    assert!(!record.nodes.contains_key("q"), "{record:?}");
+    cancel.cancel();
+    assert!(apply.await.unwrap().outcome.interrupted);
+
+    engine.backend().take_calls();
+    let plan = engine.plan(&topology(CHECKPOINTED)).await.unwrap();
+    assert_eq!(plan.health.len(), 1, "{:?}", plan.lines());
+    assert!(
+        plan.checks_health("q") && plan.steps.is_empty(),
+        "{:?}",
+        plan.lines()
+    );
+    let second = apply_interrupted(&engine, CHECKPOINTED, None).await;
+    let calls = engine.backend().take_calls();
+    assert!(!calls.iter().any(|c| c.starts_with("exec p:")), "{calls:?}");
+    assert!(calls.contains(&"exec q: fail".to_string()), "{calls:?}");
+    assert!(matches!(
+        second.outcome.nodes["q"].end,
+        crate::exec::NodeEnd::Failed { .. }
+    ));
+}
