@@ -10,6 +10,7 @@
 //! `support`.
 
 mod apply;
+mod architecture;
 mod cli;
 mod conformance;
 mod docker_backend;
