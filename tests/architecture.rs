@@ -52,7 +52,11 @@ fn pure_layers_name_no_runtime_daemon_or_io() {
     assert!(files.len() > 10, "the pure layers' files were found");
     let mut problems = Vec::new();
     for file in &files {
-        let rel = file.strip_prefix(root).unwrap_or(file).display().to_string();
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         let text = std::fs::read_to_string(file).expect("read a source file");
         // Unit tests may read fixtures from disk.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();

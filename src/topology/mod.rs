@@ -14,6 +14,8 @@ pub mod model;
 pub mod net;
 pub(crate) mod raw;
 mod resolve;
+
+pub use resolve::DEFAULT_VM_BOOT_PATTERN;
 pub mod schema;
 pub mod spans;
 pub mod template;

@@ -6,6 +6,8 @@
 
 mod networks;
 mod nodes;
+
+pub use nodes::DEFAULT_VM_BOOT_PATTERN;
 mod references;
 
 use std::collections::HashMap;

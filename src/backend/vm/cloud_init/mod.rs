@@ -138,7 +138,11 @@ fn engine_cloud_config(input: &SeedInput) -> String {
         // "unable to resolve host" on stderr, which steps would capture.
         "manage_etc_hosts": true,
         // Printed last, on the console: the engine waits for it before SSH.
-        "final_message": format!("{FINISHED_MARKER} after $UPTIME s"),
+        // It keeps cloud-init's own words first, which the default VM boot
+        // condition (and users' console conditions) look for.
+        "final_message": format!(
+            "Cloud-init v. $VERSION finished at $TIMESTAMP. {FINISHED_MARKER} after $UPTIME s"
+        ),
     });
     format!("#cloud-config\n{}", to_yaml(&config))
 }

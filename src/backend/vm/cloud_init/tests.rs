@@ -133,8 +133,18 @@ fn user_data_without_user_part_is_the_engine_cloud_config() {
     assert_eq!(config["manage_etc_hosts"], json!(true));
     assert_eq!(
         config["final_message"],
-        json!("benchscale: cloud-init finished after $UPTIME s")
+        json!(
+            "Cloud-init v. $VERSION finished at $TIMESTAMP. benchscale: cloud-init finished after $UPTIME s"
+        )
     );
+    // What cloud-init prints of it still matches the default VM boot
+    // condition, and settles the guest.
+    let printed = "Cloud-init v. 22.4.2 finished at Mon, 01 Dec 2026 10:00:00 +0000. benchscale: cloud-init finished after 54.2 s";
+    let boot = regex::Regex::new(crate::topology::DEFAULT_VM_BOOT_PATTERN).unwrap();
+    assert!(boot.is_match(printed));
+    assert!(settled(&format!(
+        "Cloud-init v. 22.4.2 running 'modules:final' at Mon\n{printed}\n"
+    )));
     // Blank user data is no user data.
     assert_eq!(render(&input(Some("  \n"))).user_data, files.user_data);
 }
@@ -221,7 +231,8 @@ fn a_guest_is_settled_once_cloud_init_printed_the_marker_after_its_last_stage() 
     let init = "[  OK  ] Started ssh.service\nCloud-init v. 22.4.2 running 'init-local' at Mon\n";
     let login = "debian login: \n";
     let config = "Cloud-init v. 22.4.2 running 'modules:config' at Mon\n";
-    let done = "benchscale: cloud-init finished after 54.2 s\n";
+    let done =
+        "Cloud-init v. 22.4.2 finished at Mon. benchscale: cloud-init finished after 54.2 s\n";
     // Before cloud-init, and on images without it, nothing to wait for.
     assert!(settled("Booting the kernel\n"));
     assert!(!settled(init));
