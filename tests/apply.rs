@@ -317,6 +317,12 @@ fn a_second_apply_changes_nothing_at_all() {
         report["outcome"]["nodes"]["worker"]["end"]["state"],
         "ready"
     );
+    // With the events that led to it: here only readiness, nothing made.
+    let events = report["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(kinds.contains(&"node_ready"), "{report:#}");
+    assert!(!kinds.contains(&"node_created"), "{report:#}");
+    assert!(events.iter().all(|e| e["at_ms"].is_u64()), "{report:#}");
     assert_eq!(lab.fingerprints(), before);
 }
 
