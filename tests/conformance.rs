@@ -3,8 +3,8 @@
 //! libvirt. What the unit tests learn from the fake holds for the real
 //! daemons only as far as this suite says they agree.
 //!
-//! Each backend has its lab (`it-conf-…`) and its subnet (10.238.200.0/24
-//! fake, .201 Docker, .202 libvirt; `vm_drift` uses 10.238.10-19). A
+//! Docker and libvirt each lease a lab name and slot N (`tests/support`)
+//! and use 10.238.N.0/24; the fake makes nothing real. A
 //! [`Cleanup`] removes whatever carries the lab's marks, and the resource
 //! made behind benchscale's back, before the run (leftovers of a killed
 //! run) and in its `Drop`, so also when a check fails.
@@ -26,15 +26,16 @@ use benchscale::backend::{
 use benchscale::config::DomainType;
 use benchscale::topology::model::{Network, NodeKind};
 
-use crate::support::{BASE, URI, virsh};
+use crate::support::{BASE, Backends, Lease, URI, virsh};
 use crate::vmlab::TINY;
 
 /// A backend under test and how to make things of its kind.
 struct Case<'a, B> {
     backend: &'a B,
-    lab: &'static str,
+    lab: &'a str,
     kind: NodeKind,
-    /// The third octet of the lab's subnet, 10.238.`octet`.0/24.
+    /// The third octet of the lab's subnet, 10.238.`octet`.0/24: the
+    /// slot its lease holds (the fake's is its own, it makes nothing).
     octet: u8,
     /// The node to create, given its name and the network's id.
     node: fn(&Case<'_, B>, &str, &str) -> CreateRequest,
@@ -277,7 +278,9 @@ const DOCKER_IMAGE: &str = "benchscale/busybox:latest";
 
 #[tokio::test]
 async fn the_docker_backend_conforms() {
-    let lab = "it-conf-docker";
+    let lease = Lease::new("it-conf-docker", Backends::DOCKER);
+    // The cleanup outlives this frame's borrows; a test leaks one name.
+    let lab: &'static str = Box::leak(lease.name.clone().into_boxed_str());
     let host = std::env::var("BENCHSCALE_DOCKER_HOST")
         .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let docker = match DockerBackend::connect(&host).await {
@@ -319,7 +322,7 @@ async fn the_docker_backend_conforms() {
         backend: &docker,
         lab,
         kind: NodeKind::Container,
-        octet: 201,
+        octet: lease.slot,
         node: container,
         exec: true,
         foreign: Some(foreign),
@@ -385,7 +388,9 @@ fn tiny_vm(case: &Case<'_, impl Backend>, node: &str, net: &str) -> CreateReques
 /// `vm` runs commands on Debian guests end to end.
 #[tokio::test]
 async fn the_libvirt_backend_conforms() {
-    let lab = "it-conf-vm";
+    let lease = Lease::new("it-conf-vm", Backends::LIBVIRT);
+    // The cleanup outlives this frame's borrows; a test leaks one name.
+    let lab: &'static str = Box::leak(lease.name.clone().into_boxed_str());
     let scratch = PathBuf::from("/tmp").join(format!("benchscale-conf-{}", std::process::id()));
     let settings = Settings {
         uri: URI.to_owned(),
@@ -443,7 +448,7 @@ async fn the_libvirt_backend_conforms() {
         backend: &libvirt,
         lab,
         kind: NodeKind::Vm,
-        octet: 202,
+        octet: lease.slot,
         node: tiny_vm,
         exec: false,
         foreign: Some(foreign.clone()),
