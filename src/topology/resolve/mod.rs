@@ -4,6 +4,7 @@
 //! becomes its own diagnostic and resolution goes on, so that one run shows
 //! every problem of a file. The model is returned only when there are none.
 
+mod health_steps;
 mod networks;
 mod nodes;
 
