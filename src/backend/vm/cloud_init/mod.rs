@@ -31,22 +31,26 @@ pub const USER_MERGE_TYPE: &str = "list(append)+dict(no_replace,recurse_list)+st
 /// settings), so SSH waits for it: see [`settled`].
 pub const FINISHED_MARKER: &str = "benchscale: cloud-init finished";
 
-/// What cloud-init prints on the console when each of its stages starts
-/// (`Cloud-init v. 22.4.2 running 'init-local' at ...`).
-const STAGE_STARTED: &str = "Cloud-init v. ";
+/// What cloud-init's console lines begin with: `Cloud-init v. 22.4.2
+/// running 'init-local' at ...` when a stage starts, `Cloud-init v. 22.4.2
+/// finished at ...` (the engine's final message keeps these words) when
+/// it is done.
+const CLOUD_INIT_LINE: &str = "Cloud-init v. ";
 
 /// Whether a guest whose serial console shows `console` is done with
-/// cloud-init: it printed [`FINISHED_MARKER`] after its last stage started,
-/// or shows no cloud-init at all (an image without it, or a boot that has
-/// not reached it yet, where SSH is not up either and is retried).
+/// cloud-init: its last cloud-init line says `finished` (the engine's
+/// [`FINISHED_MARKER`] line does, and so does cloud-init's own default
+/// should a user's configuration replace it), or it shows no cloud-init at
+/// all (an image without it, or a boot that has not reached it yet, where
+/// SSH is not up either and is retried).
 pub fn settled(console: &str) -> bool {
-    let started = console.rfind(STAGE_STARTED);
-    let finished = console.rfind(FINISHED_MARKER);
-    match (started, finished) {
-        (None, _) => true,
-        (Some(s), Some(f)) => f > s,
-        (Some(_), None) => false,
-    }
+    let Some(last) = console.lines().rev().find(|l| l.contains(CLOUD_INIT_LINE)) else {
+        return true;
+    };
+    last.split(CLOUD_INIT_LINE)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        == Some("finished")
 }
 
 /// One network interface of the VM, in the order of its NICs.
@@ -139,9 +143,11 @@ fn engine_cloud_config(input: &SeedInput) -> String {
         "manage_etc_hosts": true,
         // Printed last, on the console: the engine waits for it before SSH.
         // It keeps cloud-init's own words first, which the default VM boot
-        // condition (and users' console conditions) look for.
+        // condition (and users' console conditions) look for. No `.` may
+        // follow a `$NAME`: cloud-init reads it as part of the name, fails
+        // to render the message and prints nothing.
         "final_message": format!(
-            "Cloud-init v. $VERSION finished at $TIMESTAMP. {FINISHED_MARKER} after $UPTIME s"
+            "Cloud-init v. $VERSION finished at $TIMESTAMP; {FINISHED_MARKER} after $UPTIME s"
         ),
     });
     format!("#cloud-config\n{}", to_yaml(&config))

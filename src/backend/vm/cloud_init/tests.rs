@@ -134,12 +134,23 @@ fn user_data_without_user_part_is_the_engine_cloud_config() {
     assert_eq!(
         config["final_message"],
         json!(
-            "Cloud-init v. $VERSION finished at $TIMESTAMP. benchscale: cloud-init finished after $UPTIME s"
+            "Cloud-init v. $VERSION finished at $TIMESTAMP; benchscale: cloud-init finished after $UPTIME s"
         )
     );
+    // cloud-init's basic templates take `[A-Za-z0-9_.]+` after `$` as the
+    // name: one followed by a `.` names nothing, and the message is lost.
+    let message = config["final_message"].as_str().unwrap();
+    let names = regex::Regex::new(r"\$([A-Za-z0-9_.]+)").unwrap();
+    for name in names.captures_iter(message) {
+        assert!(
+            ["VERSION", "TIMESTAMP", "UPTIME"].contains(&&name[1]),
+            "`${}` is not one of cloud-init's names",
+            &name[1]
+        );
+    }
     // What cloud-init prints of it still matches the default VM boot
     // condition, and settles the guest.
-    let printed = "Cloud-init v. 22.4.2 finished at Mon, 01 Dec 2026 10:00:00 +0000. benchscale: cloud-init finished after 54.2 s";
+    let printed = "Cloud-init v. 22.4.2 finished at Mon, 01 Dec 2026 10:00:00 +0000; benchscale: cloud-init finished after 54.2 s";
     let boot = regex::Regex::new(crate::topology::DEFAULT_VM_BOOT_PATTERN).unwrap();
     assert!(boot.is_match(printed));
     assert!(settled(&format!(
@@ -232,7 +243,7 @@ fn a_guest_is_settled_once_cloud_init_printed_the_marker_after_its_last_stage() 
     let login = "debian login: \n";
     let config = "Cloud-init v. 22.4.2 running 'modules:config' at Mon\n";
     let done =
-        "Cloud-init v. 22.4.2 finished at Mon. benchscale: cloud-init finished after 54.2 s\n";
+        "Cloud-init v. 22.4.2 finished at Mon; benchscale: cloud-init finished after 54.2 s\n";
     // Before cloud-init, and on images without it, nothing to wait for.
     assert!(settled("Booting the kernel\n"));
     assert!(!settled(init));
