@@ -82,7 +82,7 @@ pub(super) struct Limits {
 /// Checks `defaults.container`'s keys, once for every node.
 pub(super) fn resolve_defaults(keys: &Keys<'_>, base_dir: &Path, ctx: &mut Ctx<'_>) -> Limits {
     let limits = check(keys, base_dir, ctx);
-    check_mount_points("defaults.container", &limits, ctx);
+    check_mount_points("defaults.container", false, &limits, ctx);
     limits
 }
 
@@ -108,7 +108,7 @@ pub(super) fn apply(
     };
     // The defaults' own mounts were checked once already.
     if own_mounts {
-        check_mount_points(&format!("node `{name}`"), &merged, ctx);
+        check_mount_points(&format!("node `{name}`"), true, &merged, ctx);
     }
     spec.memory_mib = merged.memory_mib;
     spec.cpus = merged.cpus;
@@ -338,8 +338,8 @@ fn container_path<'p>(
 
 /// Docker refuses a container with two mounts on one path. A node's
 /// collision is shown at its own entry; one between two of the defaults'
-/// entries only once, for the defaults (`who` names them).
-fn check_mount_points(who: &str, limits: &Limits, ctx: &mut Ctx<'_>) {
+/// entries only once, for the defaults (`for_node` false).
+fn check_mount_points(who: &str, for_node: bool, limits: &Limits, ctx: &mut Ctx<'_>) {
     let of_defaults = |at: &str| at.starts_with("/defaults/");
     let volumes = limits
         .volumes
@@ -347,7 +347,6 @@ fn check_mount_points(who: &str, limits: &Limits, ctx: &mut Ctx<'_>) {
         .flatten()
         .map(|(v, at)| (&v.target, at));
     let tmpfs = limits.tmpfs.iter().flatten().map(|(t, at)| (&t.path, at));
-    let for_node = !who.starts_with("defaults");
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (path, at) in volumes.chain(tmpfs) {
         let Some(first) = seen.insert(path.trim_end_matches('/'), at) else {
