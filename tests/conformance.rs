@@ -255,6 +255,7 @@ fn container(case: &Case<'_, impl Backend>, node: &str, net: &str) -> CreateRequ
         networks: vec![("lan".to_owned(), net.to_owned(), Some(case.address()))],
         spec_hash: format!("conf-hash-{node}"),
         vm: None,
+        container: None,
     }
 }
 
@@ -380,6 +381,7 @@ fn tiny_vm(case: &Case<'_, impl Backend>, node: &str, net: &str) -> CreateReques
             cmdline: Some("console=ttyS0 quiet".to_owned()),
             user_data: None,
         }),
+        container: None,
     }
 }
 

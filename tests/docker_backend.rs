@@ -56,6 +56,7 @@ fn request(
         networks,
         spec_hash: format!("hash-{node}"),
         vm: None,
+        container: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The integration test binary: one module per area, linked once.
 //!
-//! `apply`, `drift`, `failures`, `health` and `lifecycle` drive the `benchscale`
-//! binary against the real Docker engine through `lab::TestLab`;
+//! `apply`, `drift`, `failures`, `health`, `lifecycle` and `limits` drive
+//! the `benchscale` binary against the real Docker engine through
+//! `lab::TestLab`;
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
 //! `conformance` runs one suite of backend checks against the fake
@@ -21,6 +22,7 @@ mod health;
 mod interrupted;
 mod lab;
 mod lifecycle;
+mod limits;
 mod ssh;
 mod sshd;
 mod support;

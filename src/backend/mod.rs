@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::{BackendError, Cause, Daemon, cause};
-use crate::topology::model::{Network, NodeKind};
+use crate::topology::model::{Network, NodeKind, Tmpfs, Volume};
 
 /// Label: the lab a resource belongs to.
 pub const LABEL_LAB: &str = "io.benchscale.lab";
@@ -106,6 +106,21 @@ pub struct VmRequest {
     pub user_data: Option<String>,
 }
 
+/// What only a container has besides its command and env: limits and
+/// mounts. The default is none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerRequest {
+    pub memory_mib: Option<u64>,
+    /// CPU limit in billionths of a CPU, as Docker counts it.
+    pub nano_cpus: Option<i64>,
+    /// Bind mounts; sources are absolute.
+    pub volumes: Vec<Volume>,
+    pub read_only: bool,
+    pub tmpfs: Vec<Tmpfs>,
+    pub cap_add: Vec<String>,
+    pub privileged: bool,
+}
+
 /// What to create for a node; every `${{ ... }}` is already substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
@@ -120,6 +135,9 @@ pub struct CreateRequest {
     pub spec_hash: String,
     /// Set for VM nodes; `None` for containers.
     pub vm: Option<VmRequest>,
+    /// Set for container nodes; `None` for VMs. A container without it
+    /// gets neither limits nor mounts.
+    pub container: Option<ContainerRequest>,
 }
 
 /// A node's state right now.

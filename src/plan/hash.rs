@@ -8,9 +8,13 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::topology::model::{Network, Node, NodeSpec, Step};
+use crate::topology::model::{Network, Node, NodeSpec, Step, Tmpfs, Volume};
 
 /// The fields of a node that force a re-create when they change.
+///
+/// Fields added after the first release are left out of the hashed JSON
+/// while unset, so a node that does not use them keeps its hash (and is not
+/// re-created by an upgrade), and read as unset from older records.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NodeSpecV1 {
     pub kind: String,
@@ -21,17 +25,42 @@ pub struct NodeSpecV1 {
     pub networks: Vec<(String, Option<String>)>,
     /// VMs only; empty for containers.
     pub vm: Option<serde_json::Value>,
+    /// Containers only, like the fields below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl NodeSpecV1 {
     pub fn of(node: &Node) -> Self {
-        let (command, env, vm) = match &node.spec {
+        let (command, env, vm, container) = match &node.spec {
             NodeSpec::Container(c) => (
                 c.command.clone(),
                 c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 None,
+                c.clone(),
             ),
-            NodeSpec::Vm(v) => (None, Vec::new(), serde_json::to_value(v).ok()),
+            NodeSpec::Vm(v) => (
+                None,
+                Vec::new(),
+                serde_json::to_value(v).ok(),
+                Default::default(),
+            ),
         };
         NodeSpecV1 {
             kind: node.kind.as_str().to_string(),
@@ -44,6 +73,13 @@ impl NodeSpecV1 {
                 .map(|a| (a.network.clone(), a.ip.map(|ip| ip.to_string())))
                 .collect(),
             vm,
+            memory_mib: container.memory_mib,
+            cpus: container.cpus,
+            volumes: container.volumes,
+            read_only: container.read_only,
+            tmpfs: container.tmpfs,
+            cap_add: container.cap_add,
+            privileged: container.privileged,
         }
     }
 
@@ -61,6 +97,13 @@ impl NodeSpecV1 {
         check("env", self.env == other.env);
         check("networks", self.networks == other.networks);
         check("vm", self.vm == other.vm);
+        check("memory_mib", self.memory_mib == other.memory_mib);
+        check("cpus", self.cpus == other.cpus);
+        check("volumes", self.volumes == other.volumes);
+        check("read_only", self.read_only == other.read_only);
+        check("tmpfs", self.tmpfs == other.tmpfs);
+        check("cap_add", self.cap_add == other.cap_add);
+        check("privileged", self.privileged == other.privileged);
         fields
     }
 }
@@ -130,5 +173,36 @@ mod tests {
         let fields =
             NodeSpecV1::of(&node(base)).changed_fields(&NodeSpecV1::of(&node(&other_image)));
         assert_eq!(fields, ["image"]);
+    }
+
+    #[test]
+    fn limits_change_the_hash_and_are_named_but_unset_ones_hash_as_before() {
+        let base = "name: h\nnodes:\n  a:\n    kind: container\n    image: x\n";
+        // The hash of this node before limits and mounts existed: nodes
+        // that do not use them must not be re-created by an upgrade.
+        assert_eq!(node_hash(&node(base)), "v1:7eb7a51294e54ad2");
+        let limited = format!(
+            "{base}    memory_mib: 128\n    cpus: 0.5\n    volumes: [\"/srv:/srv:ro\"]\n    read_only: true\n    tmpfs: [/run]\n    cap_add: [NET_ADMIN]\n    privileged: true\n"
+        );
+        assert_ne!(node_hash(&node(base)), node_hash(&node(&limited)));
+        let fields = NodeSpecV1::of(&node(&limited)).changed_fields(&NodeSpecV1::of(&node(base)));
+        assert_eq!(
+            fields,
+            [
+                "memory_mib",
+                "cpus",
+                "volumes",
+                "read_only",
+                "tmpfs",
+                "cap_add",
+                "privileged"
+            ]
+        );
+        // A record written before these fields existed still reads.
+        let old: NodeSpecV1 = serde_json::from_str(
+            r#"{"kind":"container","image":"x","command":null,"env":[],"networks":[],"vm":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old, NodeSpecV1::of(&node(base)));
     }
 }

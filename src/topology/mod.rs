@@ -6,8 +6,9 @@
 //! with spans; all of them are returned together.
 //!
 //! Architecture Invariant: nothing in this module does I/O except
-//! [`load_file`], which reads the file and checks that `copy.src` files exist
-//! (through the [`FileCheck`] it hands to the pure pipeline).
+//! [`load_file`], which reads the file and checks that `copy.src` files and
+//! volume sources exist (through the [`FileCheck`] it hands to the pure
+//! pipeline).
 
 pub mod duration;
 pub mod model;
@@ -21,7 +22,7 @@ pub mod spans;
 pub mod template;
 pub mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use model::Topology;
@@ -34,6 +35,11 @@ pub trait FileCheck {
     /// A digest of the file's content (or `None` when the checker does
     /// not read files); `Err` says what is wrong, such as "does not exist".
     fn check(&self, path: &Path) -> Result<Option<String>, String>;
+
+    /// The absolute path of a volume's source, a file or a folder; `Err`
+    /// says what is wrong. Docker needs absolute sources, and the topology
+    /// file may have been named by a relative path.
+    fn mount_source(&self, path: &Path) -> Result<PathBuf, String>;
 }
 
 /// Asks the real file system.
@@ -51,6 +57,15 @@ impl FileCheck for RealFiles {
             Err(e) => Err(format!("cannot be read ({e})")),
         }
     }
+
+    fn mount_source(&self, path: &Path) -> Result<PathBuf, String> {
+        // Canonical, so that the path Docker gets (and the spec hash) does
+        // not depend on the folder benchscale was started from.
+        std::fs::canonicalize(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".into(),
+            _ => format!("cannot be used ({e})"),
+        })
+    }
 }
 
 /// Accepts every path.
@@ -59,6 +74,10 @@ pub struct AnyFile;
 impl FileCheck for AnyFile {
     fn check(&self, _: &Path) -> Result<Option<String>, String> {
         Ok(None)
+    }
+
+    fn mount_source(&self, path: &Path) -> Result<PathBuf, String> {
+        Ok(path.to_path_buf())
     }
 }
 

@@ -87,10 +87,43 @@ pub enum NodeSpec {
     Vm(VmSpec),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerSpec {
     pub command: Option<Vec<String>>,
     pub env: IndexMap<String, String>,
+    /// Memory limit in MiB; `None`: no limit.
+    pub memory_mib: Option<u64>,
+    /// CPU limit in CPUs, at least 0.01; `None`: no limit.
+    pub cpus: Option<f64>,
+    /// Bind mounts, in file order.
+    pub volumes: Vec<Volume>,
+    /// Read-only root file system.
+    pub read_only: bool,
+    /// tmpfs mounts, in file order.
+    pub tmpfs: Vec<Tmpfs>,
+    /// Capabilities to add, as written.
+    pub cap_add: Vec<String>,
+    pub privileged: bool,
+}
+
+/// A bind mount of a file or folder of this machine into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Volume {
+    /// Absolute path on this machine.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A tmpfs mount inside a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Tmpfs {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Mount options as Docker takes them, such as `size=64m`; empty for
+    /// none.
+    pub options: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -74,6 +74,22 @@ pub struct RawContainerDefaults {
     #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
     pub env: IndexMap<String, EnvValue>,
+    /// Memory limit in MiB.
+    #[schemars(range(min = 64))]
+    pub memory_mib: Option<u64>,
+    /// CPU limit, such as `0.5` or `2`.
+    // No range in the schema: resolution says why 0 or less is refused.
+    pub cpus: Option<f64>,
+    /// Bind mounts as `SRC:DEST[:ro|rw]`; a node's list replaces this one.
+    pub volumes: Option<Vec<String>>,
+    /// Mount the root file system read-only.
+    pub read_only: Option<bool>,
+    /// tmpfs mounts as `PATH[:OPTIONS]`; a node's list replaces this one.
+    pub tmpfs: Option<Vec<String>>,
+    /// Linux capabilities to add; a node's list replaces this one.
+    pub cap_add: Option<Vec<String>>,
+    /// Run privileged.
+    pub privileged: Option<bool>,
 }
 
 /// Defaults for virtual machines.
@@ -135,11 +151,27 @@ pub struct RawNode {
     #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
     pub env: IndexMap<String, EnvValue>,
-    /// VMs: direct kernel boot.
-    pub boot: Option<RawBoot>,
-    /// VMs: memory in MiB.
+    /// Containers: memory limit in MiB (default: none); VMs: memory in MiB
+    /// (default 1024).
     #[schemars(range(min = 64))]
     pub memory_mib: Option<u64>,
+    /// Containers: CPU limit, such as `0.5` or `2` (default: none).
+    pub cpus: Option<f64>,
+    /// Containers: bind mounts as `SRC:DEST[:ro|rw]`, such as
+    /// `./data:/data:ro`; a relative SRC is relative to the topology file's
+    /// folder.
+    pub volumes: Option<Vec<String>>,
+    /// Containers: mount the root file system read-only.
+    pub read_only: Option<bool>,
+    /// Containers: tmpfs mounts as `PATH[:OPTIONS]`, such as `/run` or
+    /// `/tmp:size=64m`.
+    pub tmpfs: Option<Vec<String>>,
+    /// Containers: Linux capabilities to add, such as `NET_ADMIN`.
+    pub cap_add: Option<Vec<String>>,
+    /// Containers: run privileged.
+    pub privileged: Option<bool>,
+    /// VMs: direct kernel boot.
+    pub boot: Option<RawBoot>,
     /// VMs: virtual CPUs.
     #[schemars(range(min = 1, max = 64))]
     pub vcpus: Option<u64>,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkConnectRequest,
-    NetworkingConfig,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -16,8 +16,8 @@ use super::DockerBackend;
 use super::error::{image_missing, is_image_missing, is_not_found, short_id};
 use super::networks::logical_name;
 use crate::backend::{
-    BackendError, CreateRequest, Daemon, LABEL_LAB, LABEL_NODE, LABEL_SPEC_HASH, NodeStatus,
-    RunState, resource_name,
+    BackendError, ContainerRequest, CreateRequest, Daemon, LABEL_LAB, LABEL_NODE, LABEL_SPEC_HASH,
+    NodeStatus, RunState, resource_name,
 };
 
 /// How long `stop` lets the container's processes handle SIGTERM before the
@@ -115,7 +115,7 @@ pub(super) async fn create(
         labels: Some(labels),
         host_config: Some(HostConfig {
             network_mode: first.map(|(_, id, _)| id.clone()),
-            ..Default::default()
+            ..host_config(request.container.as_ref())
         }),
         networking_config: first.map(|(_, id, ip)| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(id.clone(), endpoint(&request.node, *ip))])),
@@ -175,6 +175,47 @@ pub(super) async fn create(
         }
     }
     Ok(created.id)
+}
+
+/// A container's limits and mounts as Docker takes them.
+fn host_config(container: Option<&ContainerRequest>) -> HostConfig {
+    let Some(c) = container else {
+        return HostConfig::default();
+    };
+    let some_list = |list: &[String]| (!list.is_empty()).then(|| list.to_vec());
+    HostConfig {
+        memory: c.memory_mib.map(|mib| {
+            i64::try_from(mib)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1024 * 1024)
+        }),
+        nano_cpus: c.nano_cpus,
+        // `Mounts` rather than `Binds`: a bind source that went missing
+        // since validation fails the create, where `Binds` would quietly
+        // make an empty root-owned folder in its place.
+        mounts: (!c.volumes.is_empty()).then(|| {
+            c.volumes
+                .iter()
+                .map(|v| Mount {
+                    target: Some(v.target.clone()),
+                    source: Some(v.source.to_string_lossy().into_owned()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(v.read_only),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        readonly_rootfs: c.read_only.then_some(true),
+        tmpfs: (!c.tmpfs.is_empty()).then(|| {
+            c.tmpfs
+                .iter()
+                .map(|t| (t.path.clone(), t.options.clone()))
+                .collect()
+        }),
+        cap_add: some_list(&c.cap_add),
+        privileged: c.privileged.then_some(true),
+        ..Default::default()
+    }
 }
 
 /// Starts a container; success when it already runs.

@@ -1,7 +1,7 @@
 //! Stage: make a new instance when the plan creates or replaces the node.
 
 use super::{Flow, Job, fail};
-use crate::backend::{Backend, CreateRequest, VmRequest};
+use crate::backend::{Backend, ContainerRequest, CreateRequest, VmRequest};
 use crate::exec::Event;
 use crate::exec::node::JobCtx;
 use crate::lifecycle::Stage;
@@ -38,7 +38,7 @@ pub(super) async fn run<B: Backend>(ctx: &JobCtx<B>, job: &mut Job<'_>) -> Flow 
 /// The backend's request for the node, every `${{ ... }}` substituted.
 fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, String> {
     let values = ctx.values();
-    let (command, env, vm) = match &node.spec {
+    let (command, env, vm, container) = match &node.spec {
         NodeSpec::Container(c) => {
             let command = match &c.command {
                 Some(args) => Some(
@@ -53,7 +53,17 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), values.substitute(v)?)))
                 .collect::<Result<Vec<_>, String>>()?;
-            (command, env, None)
+            let container = ContainerRequest {
+                memory_mib: c.memory_mib,
+                // Docker takes whole billionths; 0.5 CPUs is 500000000.
+                nano_cpus: c.cpus.map(|cpus| (cpus * 1e9).round() as i64),
+                volumes: c.volumes.clone(),
+                read_only: c.read_only,
+                tmpfs: c.tmpfs.clone(),
+                cap_add: c.cap_add.clone(),
+                privileged: c.privileged,
+            };
+            (command, env, None, Some(container))
         }
         NodeSpec::Vm(v) => {
             let user_data = v
@@ -70,7 +80,7 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 cmdline: v.boot.as_ref().and_then(|b| b.cmdline.clone()),
                 user_data,
             };
-            (None, Vec::new(), Some(vm))
+            (None, Vec::new(), Some(vm), None)
         }
     };
     let networks = node
@@ -94,5 +104,6 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
         networks,
         spec_hash: node_hash(node),
         vm,
+        container,
     })
 }

@@ -170,3 +170,45 @@ async fn captured_outputs_flow_into_dependents_env_command_and_steps() {
     );
     assert!(run.at("create-network lan") < run.at("create a"));
 }
+
+#[tokio::test]
+async fn limits_and_mounts_reach_the_create_request_and_vms_get_none() {
+    let backend = Arc::new(FakeBackend::new());
+    let text = r#"
+name: limits
+defaults:
+  container:
+    image: img
+    cpus: 0.25
+nodes:
+  a:
+    kind: container
+    memory_mib: 96
+    volumes: ["/srv:/srv:ro"]
+    read_only: true
+    tmpfs: ["/run:size=8m"]
+    cap_add: [NET_ADMIN]
+    privileged: true
+  v:
+    kind: vm
+    image: disk.qcow2
+    health:
+      - exec: { run: ["true"] }
+"#;
+    assert_ready(&run(&backend, text).await);
+    let requests = backend.requests();
+    let a = requests.iter().find(|r| r.node == "a").expect("a created");
+    let c = a.container.as_ref().expect("container settings");
+    assert_eq!(c.memory_mib, Some(96));
+    // Docker counts CPUs in billionths.
+    assert_eq!(c.nano_cpus, Some(250_000_000));
+    assert_eq!(c.volumes[0].source, Path::new("/srv"));
+    assert!(c.volumes[0].read_only && c.read_only && c.privileged);
+    assert_eq!(
+        (c.tmpfs[0].path.as_str(), c.tmpfs[0].options.as_str()),
+        ("/run", "size=8m")
+    );
+    assert_eq!(c.cap_add, ["NET_ADMIN"]);
+    let v = requests.iter().find(|r| r.node == "v").expect("v created");
+    assert!(v.container.is_none());
+}

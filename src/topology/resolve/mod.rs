@@ -5,6 +5,7 @@
 //! every problem of a file. The model is returned only when there are none.
 
 mod health_steps;
+mod limits;
 mod networks;
 mod nodes;
 

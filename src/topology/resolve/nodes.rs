@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 
 use super::Ctx;
 use super::health_steps::{resolve_health, resolve_step};
+use super::limits::{self, Keys, Limits};
 use super::references::{Facts, References};
 use crate::diagnostics::Diagnostic;
 use crate::topology::duration;
@@ -33,9 +34,15 @@ pub(super) fn resolve(
     ctx: &mut Ctx<'_>,
 ) -> IndexMap<String, Resolved> {
     let facts = Facts::collect(raw);
+    let limits = raw
+        .defaults
+        .container
+        .as_ref()
+        .map(|d| limits::resolve_defaults(&Keys::of_defaults(d), base_dir, ctx))
+        .unwrap_or_default();
     let mut out = IndexMap::new();
     for (name, node) in &raw.nodes {
-        let resolved = resolve_node(raw, name, node, &facts, base_dir, ctx);
+        let resolved = resolve_node(raw, name, node, &facts, &limits, base_dir, ctx);
         out.insert(name.clone(), resolved);
     }
     out
@@ -95,6 +102,7 @@ fn resolve_node(
     name: &str,
     node: &RawNode,
     facts: &Facts,
+    default_limits: &Limits,
     base_dir: &Path,
     ctx: &mut Ctx<'_>,
 ) -> Resolved {
@@ -123,7 +131,14 @@ fn resolve_node(
                 .command
                 .clone()
                 .or_else(|| defaults.and_then(|d| d.command.clone()));
-            (image, NodeSpec::Container(ContainerSpec { command, env }))
+            let mut spec = ContainerSpec {
+                command,
+                env,
+                ..ContainerSpec::default()
+            };
+            let keys = Keys::of_node(name, node);
+            limits::apply(name, &keys, default_limits, base_dir, &mut spec, ctx);
+            (image, NodeSpec::Container(spec))
         }
         NodeKind::Vm => {
             let defaults = raw.defaults.vm.as_ref();
@@ -339,7 +354,6 @@ fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut C
     let wrong: Vec<&str> = match kind {
         NodeKind::Container => [
             ("boot", node.boot.is_some()),
-            ("memory_mib", node.memory_mib.is_some()),
             ("vcpus", node.vcpus.is_some()),
             ("disk_gib", node.disk_gib.is_some()),
             ("cloud_init", node.cloud_init.is_some()),
@@ -350,6 +364,12 @@ fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut C
         NodeKind::Vm => [
             ("command", node.command.is_some()),
             ("env", !node.env.is_empty()),
+            ("cpus", node.cpus.is_some()),
+            ("volumes", node.volumes.is_some()),
+            ("read_only", node.read_only.is_some()),
+            ("tmpfs", node.tmpfs.is_some()),
+            ("cap_add", node.cap_add.is_some()),
+            ("privileged", node.privileged.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
