@@ -23,6 +23,7 @@ mod interrupted;
 mod lab;
 mod lifecycle;
 mod limits;
+mod long_names;
 mod ssh;
 mod sshd;
 mod support;

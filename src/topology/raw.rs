@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 /// Names of labs, networks and nodes.
-pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,23}$";
+pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";
 /// Names of captured outputs.
 pub const OUTPUT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
 

@@ -300,8 +300,8 @@ impl Mapper<'_> {
 fn name_problem(name: &str) -> &'static str {
     if name.is_empty() {
         "it is empty"
-    } else if name.chars().count() > 24 {
-        "it is longer than 24 characters"
+    } else if name.chars().count() > 63 {
+        "it is longer than 63 characters (a DNS label: node names become host names)"
     } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         "it must start with a lowercase letter"
     } else {

@@ -5,7 +5,7 @@
 //! A [`Lease`] holds slot `N` by an exclusive lock on the file `slot-N`
 //! in [`LOCKS`], a folder every test process agrees on. The kernel drops
 //! the lock when the holder exits, however it exits, so a killed run
-//! never keeps a slot. The lab's name is the test's base name with `-N`
+//! never keeps a slot. The lab's name is the test's base name with `-NNN`
 //! appended, and it owns the subnets `10.X.N.0/24` for every `X` in
 //! [`OCTETS`]: topologies write them as `10.X.{n}.0/24`.
 //!
@@ -36,9 +36,9 @@ pub const SLOTS: RangeInclusive<u8> = 64..=254;
 /// ranges the lab benchmark's generated labs use (10.250 and up).
 pub const OCTETS: RangeInclusive<u8> = 237..=249;
 
-/// The longest base name: a lab name is at most 24 characters, and the
+/// The longest base name: a lab name is at most 63 characters, and the
 /// slot takes four (`-254`).
-const MAX_BASE: usize = 20;
+const MAX_BASE: usize = 59;
 
 /// The backends whose resources a lab may create, and so the ones its
 /// cleanup asks.
@@ -127,7 +127,8 @@ impl Lease {
             if let Some(name) = words.next() {
                 cleanup::remove(name, Backends::from_words(words));
             }
-            let name = format!("{base}-{slot}");
+            // Three digits, so that every name is its base plus four characters.
+            let name = format!("{base}-{slot:03}");
             let record = format!("{name} {}\n", backends.words());
             lock.set_len(0)
                 .and_then(|()| lock.seek(SeekFrom::Start(0)))
