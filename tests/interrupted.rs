@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::lab::TestLab;
 use crate::support::{LabCli, Scratch, Spawned};
-use crate::vmlab::{TINY, VmLab};
+use crate::vmlab::{TINY, VmLab, tiny_node};
 
 /// `a` never becomes healthy; `b` waits for it.
 const NEVER: &str = r#"
@@ -121,43 +121,23 @@ fn a_node_checked_again_that_passes_lets_its_dependents_go_on() {
         .expect_code(0, "plan after a's instance was seen healthy");
 }
 
-/// The tiny guest waiting for a console line it never prints, and a
-/// container that depends on it.
-const VM_NEVER: &str = r#"
-name: {lab}
-networks:
-  lan:
-    subnet: 10.237.{n}.0/24
-nodes:
-  v:
-    kind: vm
-    image: benchscale-tiny.qcow2
-    boot:
-      kernel: benchscale-tiny.vmlinuz
-      initrd: benchscale-tiny.initrd
-      cmdline: "console=ttyS0 quiet"
-    memory_mib: 256
-    networks:
-      lan: { ip: 10.237.{n}.10 }
-    health:
-      - console: { pattern: "never printed" }
-        timeout: 20s
-  w:
-    kind: vm
-    image: benchscale-tiny.qcow2
-    boot:
-      kernel: benchscale-tiny.vmlinuz
-      initrd: benchscale-tiny.initrd
-      cmdline: "console=ttyS0 quiet"
-    memory_mib: 256
-    networks:
-      lan: { ip: 10.237.{n}.11 }
-    depends_on: { v: healthy }
-"#;
+/// The tiny guest `v` waiting for a console line it never prints, and a
+/// second one, `w`, that depends on it.
+fn vm_never() -> String {
+    let boot = "console=ttyS0 quiet";
+    let never =
+        "    health:\n      - console: { pattern: \"never printed\" }\n        timeout: 20s\n";
+    let waits = "    depends_on: { v: healthy }\n";
+    format!(
+        "name: {{lab}}\nnetworks:\n  lan:\n    subnet: 10.237.{{n}}.0/24\nnodes:{}{}",
+        tiny_node("v", "lan", "10.237.{n}.10", boot, never),
+        tiny_node("w", "lan", "10.237.{n}.11", boot, waits),
+    )
+}
 
 #[test]
 fn a_vm_stopped_during_its_health_wait_is_checked_again_by_sigterm_and_sigkill() {
-    let lab = VmLab::booting("vt-int", &TINY, VM_NEVER);
+    let lab = VmLab::booting("vt-int", &TINY, &vm_never());
     let scratch = Scratch::new("vt-int-spawned");
     for stop in [Stop::Term, Stop::Kill] {
         let apply = lab.command(&["apply", &lab.file_arg()]);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::lab::TestLab;
 use crate::support::LabCli;
-use crate::vmlab::{TINY, VmLab};
+use crate::vmlab::{TINY, VmLab, tiny_node};
 
 /// A 63-character name: `prefix` padded with letters.
 fn long(prefix: &str) -> String {
@@ -63,27 +63,10 @@ nodes:
 #[test]
 fn a_vm_lab_with_names_of_63_characters_boots_and_is_destroyed() {
     let (net, node) = (long("network-"), long("guest-"));
+    let health = "    health:\n      - console: { pattern: \"login:\" }\n        timeout: 120s\n";
     let yaml = format!(
-        r#"
-name: {{lab}}
-networks:
-  {net}:
-    subnet: 10.237.{{n}}.0/24
-nodes:
-  {node}:
-    kind: vm
-    image: benchscale-tiny.qcow2
-    boot:
-      kernel: benchscale-tiny.vmlinuz
-      initrd: benchscale-tiny.initrd
-      cmdline: "console=ttyS0 quiet"
-    memory_mib: 256
-    networks:
-      {net}: {{ ip: 10.237.{{n}}.10 }}
-    health:
-      - console: {{ pattern: "login:" }}
-        timeout: 120s
-"#
+        "name: {{lab}}\nnetworks:\n  {net}:\n    subnet: 10.237.{{n}}.0/24\nnodes:{}",
+        tiny_node(&node, &net, "10.237.{n}.10", "console=ttyS0 quiet", health)
     );
     let lab = VmLab::booting(&base("vt-long-"), &TINY, &yaml);
     assert_eq!(lab.name.len(), 63, "{}", lab.name);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{LabCli, Run};
-use crate::vmlab::{DEBIAN, TINY, VmLab};
+use crate::vmlab::{DEBIAN, TINY, VmLab, tiny_node};
 
 /// Text with every white space and `│` gutter removed, so that a message
 /// can be matched whatever the width miette wrapped it to (it breaks paths
@@ -226,29 +226,12 @@ fn debian_vms_static_and_dhcp_exec_outputs_and_pinned_host_keys() {
 
 /// The tiny guest with a kernel command line.
 fn tiny_lab(node: &str, cmdline: &str, timeout: &str) -> String {
+    let health = format!(
+        "    health:\n      - console: {{ pattern: \"login:\" }}\n        timeout: {timeout}\n      - tcp: {{ port: 80 }}\n        timeout: 60s\n"
+    );
     format!(
-        r#"
-name: {{lab}}
-networks:
-  lan:
-    subnet: 10.237.{{n}}.0/24
-nodes:
-  {node}:
-    kind: vm
-    image: benchscale-tiny.qcow2
-    boot:
-      kernel: benchscale-tiny.vmlinuz
-      initrd: benchscale-tiny.initrd
-      cmdline: "{cmdline}"
-    memory_mib: 256
-    networks:
-      lan: {{ ip: 10.237.{{n}}.10 }}
-    health:
-      - console: {{ pattern: "login:" }}
-        timeout: {timeout}
-      - tcp: {{ port: 80 }}
-        timeout: 60s
-"#
+        "name: {{lab}}\nnetworks:\n  lan:\n    subnet: 10.237.{{n}}.0/24\nnodes:{}",
+        tiny_node(node, "lan", "10.237.{n}.10", cmdline, &health)
     )
 }
 

@@ -7,29 +7,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{BASE, LabCli, virsh, virsh_ok};
-use crate::vmlab::{Domain, TINY, VmLab};
+use crate::vmlab::{Domain, TINY, VmLab, tiny_node};
 
 /// One tiny VM node: static address `.{host}`, console and HTTP health.
 fn tiny(node: &str, host: u8) -> String {
-    format!(
-        r#"
-  {node}:
-    kind: vm
-    image: benchscale-tiny.qcow2
-    boot:
-      kernel: benchscale-tiny.vmlinuz
-      initrd: benchscale-tiny.initrd
-      cmdline: "console=ttyS0 quiet"
-    memory_mib: 256
-    networks:
-      lan: {{ ip: 10.238.{{n}}.{host} }}
-    health:
-      - console: {{ pattern: "login:" }}
-        timeout: 180s
-      - tcp: {{ port: 80 }}
-        timeout: 60s
-"#
-    )
+    let health = "    health:\n      - console: { pattern: \"login:\" }\n        timeout: 180s\n      - tcp: { port: 80 }\n        timeout: 60s\n";
+    let ip = format!("10.238.{{n}}.{host}");
+    tiny_node(node, "lan", &ip, "console=ttyS0 quiet", health)
 }
 
 const HEAD: &str = r#"

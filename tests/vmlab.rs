@@ -37,6 +37,26 @@ pub const TINY: [&str; 3] = [
     "benchscale-tiny.vmlinuz",
     "benchscale-tiny.initrd",
 ];
+/// One node of the tiny guest, as YAML under `nodes:`: `name` on
+/// `network` at `ip` (which may hold `{n}`), booted with `cmdline`, then
+/// `extra`, lines indented by four spaces (health, depends_on).
+pub fn tiny_node(name: &str, network: &str, ip: &str, cmdline: &str, extra: &str) -> String {
+    format!(
+        r#"
+  {name}:
+    kind: vm
+    image: benchscale-tiny.qcow2
+    boot:
+      kernel: benchscale-tiny.vmlinuz
+      initrd: benchscale-tiny.initrd
+      cmdline: "{cmdline}"
+    memory_mib: 256
+    networks:
+      {network}: {{ ip: {ip} }}
+{extra}"#
+    )
+}
+
 /// The Debian 12 guest's files.
 pub const DEBIAN: [&str; 3] = [
     "benchscale-debian-12.qcow2",
