@@ -280,8 +280,7 @@ const DOCKER_IMAGE: &str = "benchscale/busybox:latest";
 #[tokio::test]
 async fn the_docker_backend_conforms() {
     let lease = Lease::new("it-conf-docker", Backends::DOCKER);
-    // The cleanup outlives this frame's borrows; a test leaks one name.
-    let lab: &'static str = Box::leak(lease.name.clone().into_boxed_str());
+    let lab = lease.name.as_str();
     let host = std::env::var("BENCHSCALE_DOCKER_HOST")
         .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let docker = match DockerBackend::connect(&host).await {
@@ -303,8 +302,8 @@ async fn the_docker_backend_conforms() {
     }
     let foreign_name = resource_name(lab, "foreign");
     let _cleanup = Cleanup::new({
-        let foreign_name = foreign_name.clone();
-        move || remove_docker_lab(lab, &foreign_name)
+        let (lab, foreign_name) = (lab.to_owned(), foreign_name.clone());
+        move || remove_docker_lab(&lab, &foreign_name)
     });
     // Named as benchscale would name a node of the lab, without labels:
     // found by name, it would be taken for one.
@@ -391,8 +390,7 @@ fn tiny_vm(case: &Case<'_, impl Backend>, node: &str, net: &str) -> CreateReques
 #[tokio::test]
 async fn the_libvirt_backend_conforms() {
     let lease = Lease::new("it-conf-vm", Backends::LIBVIRT);
-    // The cleanup outlives this frame's borrows; a test leaks one name.
-    let lab: &'static str = Box::leak(lease.name.clone().into_boxed_str());
+    let lab = lease.name.as_str();
     let scratch = PathBuf::from("/tmp").join(format!("benchscale-conf-{}", std::process::id()));
     let settings = Settings {
         uri: URI.to_owned(),
@@ -428,9 +426,10 @@ async fn the_libvirt_backend_conforms() {
     }
     let foreign_name = resource_name(lab, "foreign");
     let _cleanup = Cleanup::new({
-        let (foreign_name, scratch) = (foreign_name.clone(), scratch.clone());
+        let (lab, foreign_name) = (lab.to_owned(), foreign_name.clone());
+        let scratch = scratch.clone();
         move || {
-            remove_libvirt_lab(lab, &foreign_name);
+            remove_libvirt_lab(&lab, &foreign_name);
             let _ = std::fs::remove_dir_all(&scratch);
         }
     });
