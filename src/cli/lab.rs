@@ -51,8 +51,8 @@ impl Sinks {
     /// returns the timeline.
     async fn finish(self) -> Vec<Timed> {
         let _ = self.task.await;
-        let timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
-        timeline.events.clone()
+        let mut timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut timeline.events)
     }
 }
 

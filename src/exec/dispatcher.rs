@@ -145,7 +145,7 @@ pub async fn apply<B: Backend>(
     }
     let values = Values {
         lab: topology.name.clone(),
-        outputs: prior.outputs.clone(),
+        outputs: prior.outputs(),
         addresses: observed_addresses(observed),
     };
     let blocked = if outcome.errors.is_empty() {

@@ -21,49 +21,33 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::{Health, Stage};
-use crate::registry::LabRecord;
+use crate::registry::{LabRecord, NodeRecord};
 
 pub use dispatcher::apply;
 pub(crate) use dispatcher::remove_networks;
 pub use events::{Event, EventSink};
 
-/// What earlier applies left: outputs, completed steps and how far each
-/// recorded instance got, per node.
+/// What earlier applies left: each node's record (its instance, how far
+/// that instance got, its outputs and completed steps).
 #[derive(Debug, Clone, Default)]
 pub struct Prior {
-    pub outputs: HashMap<String, BTreeMap<String, String>>,
-    /// Hashes of completed steps, index-aligned with `provision`.
-    pub steps_done: HashMap<String, Vec<String>>,
-    /// The recorded instance of each node and how far it got.
-    pub seen: HashMap<String, Seen>,
-}
-
-/// What the record says of one instance of a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    /// The container or domain id the rest is about.
-    pub id: String,
-    pub stage: Option<Stage>,
-    pub health: Health,
+    pub nodes: BTreeMap<String, NodeRecord>,
 }
 
 impl Prior {
     /// What the lab's record keeps for the executor.
     pub fn from_record(record: &LabRecord) -> Self {
-        let mut prior = Prior::default();
-        for (name, node) in &record.nodes {
-            prior.outputs.insert(name.clone(), node.outputs.clone());
-            prior.steps_done.insert(name.clone(), node.steps.clone());
-            prior.seen.insert(
-                name.clone(),
-                Seen {
-                    id: node.id.clone(),
-                    stage: node.stage,
-                    health: node.health,
-                },
-            );
+        Prior {
+            nodes: record.nodes.clone(),
         }
-        prior
+    }
+
+    /// Every node's recorded outputs.
+    pub fn outputs(&self) -> HashMap<String, BTreeMap<String, String>> {
+        self.nodes
+            .iter()
+            .map(|(name, r)| (name.clone(), r.outputs.clone()))
+            .collect()
     }
 }
 

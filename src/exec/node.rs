@@ -97,12 +97,10 @@ pub async fn run_node<B: Backend>(
     let change = ctx.plan.node(name);
     let action = change.map_or(Action::Create, |c| c.action);
     let id = change.and_then(|c| c.id.clone());
+    let recorded = ctx.prior.nodes.get(name);
     // What the record says of this very instance; nothing for a new one.
-    let seen = ctx
-        .prior
-        .seen
-        .get(name)
-        .filter(|s| id.as_deref() == Some(s.id.as_str()) && action == Action::NoChange);
+    let seen =
+        recorded.filter(|r| id.as_deref() == Some(r.id.as_str()) && action == Action::NoChange);
     let job = Job {
         node,
         tx,
@@ -110,9 +108,9 @@ pub async fn run_node<B: Backend>(
             end: NodeEnd::Ready,
             id,
             spec_hash: node_hash(node),
-            outputs: ctx.prior.outputs.get(name).cloned().unwrap_or_default(),
+            outputs: recorded.map(|r| r.outputs.clone()).unwrap_or_default(),
             addresses: BTreeMap::new(),
-            steps_done: ctx.prior.steps_done.get(name).cloned().unwrap_or_default(),
+            steps_done: recorded.map(|r| r.steps.clone()).unwrap_or_default(),
             health: seen.map_or(Health::Unknown, |s| s.health),
             // A running instance has been started, whatever the record.
             stage: match action {

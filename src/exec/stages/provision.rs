@@ -65,7 +65,7 @@ pub(super) async fn run<B: Backend>(ctx: &JobCtx<B>, job: &mut Job<'_>) -> Flow 
     }
     // Outputs of steps that did not run this time come from earlier applies.
     if !job.changed()
-        && let Some(prior) = ctx.prior.outputs.get(&name)
+        && let Some(prior) = ctx.prior.nodes.get(&name).map(|r| &r.outputs)
     {
         for (k, v) in prior {
             job.outcome
