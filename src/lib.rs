@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod conditions;
 pub mod config;
 pub mod diagnostics;
 pub mod engine;
