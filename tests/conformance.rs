@@ -57,6 +57,7 @@ impl<B: Backend> Case<'_, B> {
             gateway: Ipv4Addr::new(10, 238, self.octet, 1),
             nat: false,
             dhcp: false,
+            conditions: Default::default(),
             reservations: Vec::new(),
         }
     }

@@ -37,6 +37,7 @@ fn network(lease: &Lease, name: &str, octet: u8, nat: bool) -> Network {
         gateway: lease.address(octet, 1),
         nat,
         dhcp: false,
+        conditions: Default::default(),
         reservations: Vec::new(),
     }
 }

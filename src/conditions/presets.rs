@@ -140,16 +140,6 @@ pub fn matching(set: &ConditionSet) -> Option<&'static str> {
         .map(|p| p.name)
 }
 
-/// The closest name among `names` to `name`, for "did you mean".
-pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    names
-        .into_iter()
-        .map(|n| (strsim::jaro_winkler(name, n), n))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,13 +177,5 @@ mod tests {
         };
         assert_eq!(matching(&other), None);
         assert_eq!(matching(&ConditionSet::default()), None);
-    }
-
-    #[test]
-    fn a_misspelt_name_finds_the_real_one() {
-        let names = BUILT_IN.iter().map(|p| p.name);
-        assert_eq!(closest("mobile_cel", names.clone()), Some("mobile_cell"));
-        assert_eq!(closest("sattelite", names.clone()), Some("satellite"));
-        assert_eq!(closest("zzz", names), None);
     }
 }

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod model;
 pub mod net;
 pub(crate) mod raw;
+mod raw_conditions;
 mod resolve;
 
 pub use resolve::DEFAULT_VM_BOOT_PATTERN;

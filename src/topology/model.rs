@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::net::Ipv4Net;
+use crate::conditions::ConditionSet;
 
 /// A resolved topology.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +38,10 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub nat: bool,
     pub dhcp: bool,
+    /// What each node sends on it, unless its attachment says otherwise;
+    /// already merged into each [`Attachment`]. Kept for `status`.
+    #[serde(skip_serializing_if = "ConditionSet::is_empty")]
+    pub conditions: ConditionSet,
     /// The static addresses of the VMs on it, as (node, address): a libvirt
     /// network made in the same apply reserves them from the start, which
     /// saves a live update per VM. Not part of the network's spec (a node
@@ -149,6 +154,14 @@ pub struct Attachment {
     pub network: String,
     /// Static address; `None` lets the backend assign one.
     pub ip: Option<Ipv4Addr>,
+    /// What the node sends on the network: its own `conditions`, else the
+    /// network's; empty for none. Applied in place, never part of the
+    /// node's identity.
+    #[serde(skip_serializing_if = "ConditionSet::is_empty")]
+    pub conditions: ConditionSet,
+    /// What the node receives on the network; empty for none.
+    #[serde(skip_serializing_if = "ConditionSet::is_empty")]
+    pub ingress: ConditionSet,
 }
 
 /// The point in another node's life a dependent waits for.

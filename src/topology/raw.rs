@@ -10,8 +10,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
+pub use super::raw_conditions::{RawConditionSet, RawConditions, RawValue};
+
 /// Names of labs, networks and nodes.
 pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";
+/// Names of condition presets (built-in ones use `_`, as in `friend_wan`).
+pub const PRESET_PATTERN: &str = "^[a-z][a-z0-9_-]{0,62}$";
 /// Names of captured outputs.
 pub const OUTPUT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
 
@@ -38,6 +42,12 @@ pub struct RawTopology {
     /// Values merged under every node of a kind.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// Condition sets named in this file, for `conditions` and `ingress`;
+    /// a name may not be a built-in preset's.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, RawConditionSet>>")]
+    #[schemars(extend("propertyNames" = {"pattern": PRESET_PATTERN}))]
+    pub presets: IndexMap<String, RawConditionSet>,
     /// The lab's networks, by name.
     #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(with = "Option<IndexMap<String, RawNetwork>>")]
@@ -125,6 +135,9 @@ pub struct RawNetwork {
     pub nat: Option<bool>,
     /// DHCP for VMs (default true).
     pub dhcp: Option<bool>,
+    /// What each node sends on this network: a preset name or a condition
+    /// set. An attachment's own `conditions` replace these.
+    pub conditions: Option<RawConditions>,
 }
 
 /// What a node is: `container` (Docker) or `vm` (libvirt/QEMU).
@@ -249,6 +262,12 @@ pub enum RawAttachments {
 pub struct RawAttachment {
     /// Static IPv4 address inside the network's subnet.
     pub ip: Option<String>,
+    /// What this node sends on the network; replaces the network's
+    /// `conditions`.
+    pub conditions: Option<RawConditions>,
+    /// What this node receives on the network, on top of what the sender's
+    /// conditions do (`{ rate: 20mbit }` is its download rate).
+    pub ingress: Option<RawConditions>,
 }
 
 /// The condition a dependent node waits for.

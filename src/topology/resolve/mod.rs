@@ -4,6 +4,7 @@
 //! becomes its own diagnostic and resolution goes on, so that one run shows
 //! every problem of a file. The model is returned only when there are none.
 
+mod conditions;
 mod health_steps;
 mod limits;
 mod networks;
@@ -77,10 +78,12 @@ pub fn resolve(
             );
         }
     }
-    let networks = networks::resolve(&raw.networks, &mut ctx);
+    let presets = conditions::Presets::resolve(&raw.presets, &mut ctx);
+    let mut networks = networks::resolve(&raw.networks, &mut ctx);
+    conditions::networks(&raw.networks, &presets, &mut networks, &mut ctx);
     let nodes = nodes::resolve(&raw, base_dir, &mut ctx);
     let mut sources = HashMap::new();
-    let nodes: IndexMap<_, _> = nodes
+    let mut nodes: IndexMap<_, _> = nodes
         .into_iter()
         .map(|(name, (node, dep_pointers))| {
             for (dep, at) in dep_pointers {
@@ -89,8 +92,8 @@ pub fn resolve(
             (name, node)
         })
         .collect();
+    conditions::attachments(&raw, &presets, &networks, &mut nodes, &mut ctx);
     networks::check_shared_kinds(&networks, &nodes, &mut ctx);
-    let mut networks = networks;
     for node in nodes
         .values()
         .filter(|n| n.kind == crate::topology::model::NodeKind::Vm)

@@ -69,6 +69,7 @@ pub(super) fn resolve(
                 gateway,
                 nat: net.nat.unwrap_or(true),
                 dhcp: net.dhcp.unwrap_or(true),
+                conditions: Default::default(),
                 reservations: Vec::new(),
             },
         );

@@ -480,7 +480,12 @@ fn resolve_attachments(
                 None
             }
         });
-        out.push(Attachment { network, ip });
+        out.push(Attachment {
+            network,
+            ip,
+            conditions: Default::default(),
+            ingress: Default::default(),
+        });
     }
     out
 }
