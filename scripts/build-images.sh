@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the local Docker test image benchscale/busybox:latest.
+# Build the local Docker test images benchscale/busybox:latest and
+# benchscale/nettest:latest (the same plus iperf3, at the end).
 #
 # No image registry is reachable from the build/test machines, so nothing
 # can be pulled: the image is made from Debian's busybox-static package, a
@@ -102,3 +103,48 @@ fi
 out="$(timeout 60 docker run --rm "$IMAGE" echo ok 2>&1)" || die "docker run $IMAGE echo ok failed: $out"
 [ "$out" = ok ] || die "docker run $IMAGE echo ok printed '$out', expected 'ok'"
 log "smoke test passed (docker run --rm $IMAGE echo ok)"
+
+# --- benchscale/nettest:latest: the busybox image plus iperf3 -------------
+# What the network-condition tests measure with: busybox's ping and nc, and
+# iperf3 from Debian's package (installed on the host by setup-host.sh),
+# copied in with the shared libraries it links, so that nothing is pulled.
+NETTEST="benchscale/nettest:latest"
+IPERF3=/usr/bin/iperf3
+[ -x "$IPERF3" ] || die "$IPERF3 not found: run scripts/setup-host.sh first (package iperf3)"
+libs="$(ldd "$IPERF3" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)"
+base_id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+# shellcheck disable=SC2086
+nettest_hash="$( { echo "$base_id"; cat "$IPERF3" $libs "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)"
+current="$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$NETTEST" 2>/dev/null || true)"
+if [ "$force" = 0 ] && [ "$current" = "$nettest_hash" ]; then
+    log "$NETTEST is up to date ($LABEL=$nettest_hash)"
+else
+    old_id="$(docker image inspect -f '{{.Id}}' "$NETTEST" 2>/dev/null || true)"
+    log "building $NETTEST ($LABEL=$nettest_hash)"
+    nwork="$(mktemp -d)"
+    trap 'rm -rf "${work:-}" "$nwork"' EXIT
+    nroot="$nwork/rootfs"
+    mkdir -p "$nroot"
+    cid="$(docker create "$IMAGE" true)"
+    docker export "$cid" | tar -x -C "$nroot"
+    docker rm "$cid" >/dev/null
+    for f in "$IPERF3" $libs; do
+        mkdir -p "$nroot$(dirname "$f")"
+        cp -L "$f" "$nroot$f"
+    done
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        -C "$nroot" -cf "$nwork/rootfs.tar" .
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["/bin/sh"]' \
+        --change "LABEL $LABEL=$nettest_hash" \
+        --message "benchscale network test image ($nettest_hash)" \
+        "$nwork/rootfs.tar" "$NETTEST" >/dev/null
+    new_id="$(docker image inspect -f '{{.Id}}' "$NETTEST")"
+    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+        docker image rm "$old_id" >/dev/null 2>&1 || true
+    fi
+    log "built $NETTEST ($new_id)"
+fi
+out="$(timeout 60 docker run --rm "$NETTEST" iperf3 --version 2>&1)" || die "docker run $NETTEST iperf3 --version failed: $out"
+log "smoke test passed ($NETTEST: ${out%%$'\n'*})"

@@ -13,6 +13,7 @@
 mod apply;
 mod architecture;
 mod cli;
+mod conditions;
 mod conformance;
 mod docker_backend;
 mod drift;

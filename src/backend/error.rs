@@ -138,6 +138,14 @@ pub enum BackendError {
         #[source]
         source: Option<Cause>,
     },
+    /// Network conditions could not be read or set in this machine's
+    /// kernel: a command failed, the delay line did not start, or the
+    /// kernel lacks what the chosen data plane needs. `help` names the fix.
+    #[error("network conditions: {message}")]
+    Conditions {
+        message: String,
+        help: Option<String>,
+    },
     /// A node's port could not be reached (`tcp` and `http` conditions):
     /// refused, timed out, or the route to it failed. `target` is the
     /// address, and where from when not from this machine.
@@ -224,6 +232,7 @@ fn help(error: &BackendError) -> Option<String> {
         E::GuestUnreachable { .. } => "start it with `benchscale apply`, and give it a health condition (`ssh: {}`) so that steps wait until it answers".to_owned(),
         E::GuestNotSettled { .. } => "look for cloud-init errors in the VM's console (`benchscale logs LAB NODE`); a user_data that never lets cloud-init finish holds SSH back".to_owned(),
         E::NotFound { .. } => "run `benchscale apply` again to re-create it".to_owned(),
+        E::Conditions { help, .. } => return help.clone(),
         E::Ssh(_) | E::Io { .. } | E::Api { .. } | E::Reach { .. } => return None,
     };
     Some(text)
@@ -247,6 +256,7 @@ impl miette::Diagnostic for BackendError {
             E::Io { daemon, .. } => (daemon.code(), "io"),
             E::Api { daemon, .. } => (daemon.code(), "api"),
             E::Reach { .. } => ("reach", "failed"),
+            E::Conditions { .. } => ("conditions", "failed"),
         };
         Some(Box::new(format!("benchscale::{daemon}::{what}")))
     }

@@ -20,6 +20,8 @@ use super::{
     Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed,
     ObservedNetwork, ObservedNode, RunState,
 };
+use crate::conditions::ConditionSet;
+use crate::conditions::dataplane::{Found, Links};
 use crate::topology::model::{Network, NodeKind};
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct FakeState {
     pub reached: Vec<std::net::SocketAddr>,
     /// Ids of the nodes created as VMs (the request had VM settings).
     pub vms: std::collections::BTreeSet<String>,
+    /// Network conditions by (lab, node, network): (egress, ingress).
+    pub conditions: BTreeMap<(String, String, String), (ConditionSet, ConditionSet)>,
 }
 
 /// The fake backend.
@@ -142,6 +146,7 @@ impl Backend for FakeBackend {
                     image: None,
                 })
                 .collect(),
+            conditions: Default::default(),
         }))
     }
 
@@ -355,5 +360,77 @@ impl Backend for FakeBackend {
 
     async fn logs(&self, _id: &str, _tail: Option<usize>) -> Result<String, BackendError> {
         Ok("fake log line\n".into())
+    }
+
+    async fn links(&self, _lab: &str, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
+        self.with(|s| {
+            let node = s.nodes.get(id).ok_or_else(|| BackendError::NotFound {
+                daemon: Daemon::Docker,
+                what: format!("node {id}"),
+            })?;
+            Ok(node
+                .networks
+                .keys()
+                .map(|n| (n.clone(), format!("fake-{id}-{n}")))
+                .collect())
+        })
+    }
+
+    async fn conditions(
+        &self,
+        lab: &str,
+        node: &str,
+        id: &str,
+    ) -> Result<BTreeMap<String, Found>, BackendError> {
+        let links = self.links(lab, id).await?;
+        self.with(|s| {
+            Ok(links
+                .into_iter()
+                .map(|(network, ifname)| {
+                    let key = (lab.to_string(), node.to_string(), network.clone());
+                    let (egress, ingress) = s.conditions.get(&key).copied().unwrap_or_default();
+                    let found = Found {
+                        ifname,
+                        egress,
+                        ingress,
+                    };
+                    (network, found)
+                })
+                .collect())
+        })
+    }
+
+    async fn set_conditions(
+        &self,
+        lab: &str,
+        node: &str,
+        _id: &str,
+        network: &str,
+        egress: &ConditionSet,
+        ingress: &ConditionSet,
+    ) -> Result<(), BackendError> {
+        self.with(|s| {
+            s.calls.push(format!("conditions {node} {network}"));
+            let key = (lab.to_string(), node.to_string(), network.to_string());
+            if egress.is_empty() && ingress.is_empty() {
+                s.conditions.remove(&key);
+            } else {
+                s.conditions.insert(key, (*egress, *ingress));
+            }
+        });
+        Ok(())
+    }
+
+    async fn has_conditions(&self, lab: &str) -> bool {
+        self.with(|s| s.conditions.keys().any(|(l, _, _)| l == lab))
+    }
+
+    async fn prune_conditions(&self, lab: &str, keep: &Links) -> Result<(), BackendError> {
+        self.with(|s| {
+            s.conditions.retain(|(l, node, network), _| {
+                l != lab || keep.contains(&(node.clone(), network.clone()))
+            })
+        });
+        Ok(())
     }
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::{BackendError, Cause, Daemon, cause};
+use crate::conditions::{ConditionSet, dataplane};
 use crate::topology::model::{Network, NodeKind, Tmpfs, Volume};
 
 /// Label: the lab a resource belongs to.
@@ -37,6 +38,14 @@ pub const LABEL_LAB: &str = "io.benchscale.lab";
 pub const LABEL_NODE: &str = "io.benchscale.node";
 /// Label: the network a Docker network realizes.
 pub const LABEL_NETWORK: &str = "io.benchscale.network";
+/// A data plane failure as a backend error.
+fn conditions_error(message: String) -> BackendError {
+    BackendError::Conditions {
+        message,
+        help: None,
+    }
+}
+
 /// Label: hash of the fields that force a re-create.
 pub const LABEL_SPEC_HASH: &str = "io.benchscale.spec-hash";
 
@@ -89,6 +98,11 @@ pub struct ObservedNode {
 pub struct Observed {
     pub networks: Vec<ObservedNetwork>,
     pub nodes: Vec<ObservedNode>,
+    /// Network conditions the kernel applies, by node and network, for
+    /// the running nodes the engine looked at (see
+    /// [`Backend::conditions`]); a node absent here was not looked at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, BTreeMap<String, dataplane::Found>>,
 }
 
 /// What only a VM needs to be created.
@@ -250,6 +264,71 @@ pub trait Backend: Send + Sync + 'static {
         limit: Duration,
     ) -> impl Future<Output = Result<String, BackendError>> + Send {
         reach::tcp(addr, send, limit)
+    }
+    /// The host-side interface of each link of a running node, by logical
+    /// network: a container's veth peer, a VM's tap. Network conditions
+    /// are applied there, so that nothing is needed inside the node.
+    fn links(
+        &self,
+        _lab: &str,
+        _id: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, BackendError>> + Send {
+        async { Ok(BTreeMap::new()) }
+    }
+    /// The network conditions this machine's kernel applies to a running
+    /// node's links, by network (read back from the kernel every time).
+    fn conditions(
+        &self,
+        lab: &str,
+        node: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, dataplane::Found>, BackendError>> + Send {
+        async move {
+            let links = self.links(lab, id).await?;
+            dataplane::observe(lab, node, &links)
+                .await
+                .map_err(conditions_error)
+        }
+    }
+    /// Sets the conditions of a running node's link on `network`; empty
+    /// sets remove them.
+    fn set_conditions(
+        &self,
+        lab: &str,
+        node: &str,
+        id: &str,
+        network: &str,
+        egress: &ConditionSet,
+        ingress: &ConditionSet,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            let links = self.links(lab, id).await?;
+            let Some(ifname) = links.get(network) else {
+                return Err(BackendError::Conditions {
+                    message: format!("node {node} has no link on network {network}"),
+                    help: Some("run `benchscale apply` to attach it".into()),
+                });
+            };
+            dataplane::apply(lab, node, network, ifname, egress, ingress)
+                .await
+                .map_err(conditions_error)
+        }
+    }
+    /// Whether this machine has any condition objects of the lab (so that
+    /// a lab whose file declares none is still looked at when some were
+    /// set by hand, by `impair`, or by an older version of its file).
+    fn has_conditions(&self, lab: &str) -> impl Future<Output = bool> + Send {
+        dataplane::lab_has_objects(lab)
+    }
+    /// Removes the lab's condition objects (ifb devices, netfilter chains,
+    /// the delay line) of every link not in `keep`; with `keep` empty,
+    /// all of them, as `destroy` does.
+    fn prune_conditions(
+        &self,
+        lab: &str,
+        keep: &dataplane::Links,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move { dataplane::prune(lab, keep).await.map_err(conditions_error) }
     }
     /// The node's log (container output); the last `tail` lines if given.
     fn logs(

@@ -5,6 +5,7 @@
 //! is decided in one place, [`Router::pick`]; a backend that is not
 //! connected is an error only when something needs it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -223,6 +224,15 @@ impl Backend for Router {
         match self.by_id(id)? {
             Picked::Docker(d) => d.logs(id, tail).await,
             Picked::Libvirt(l) => l.logs(id, tail).await,
+        }
+    }
+
+    // Conditions themselves are the kernel's, the same for both daemons
+    // (the trait's default methods); only the links differ.
+    async fn links(&self, lab: &str, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.links(lab, id).await,
+            Picked::Libvirt(l) => l.links(lab, id).await,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::report::{Sink, Timed, Timeline};
 use crate::topology::model::NodeKind;
 use crate::topology::{self, Topology};
 
-fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
+pub(super) fn report(error: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
     eprintln!("{:?}", miette::Report::new(super::shown::Shown(error)));
     EXIT_ERROR
 }
@@ -94,7 +94,7 @@ pub fn run(config: Option<&Path>, command: Command) -> u8 {
     runtime.block_on(run_async(&config, command))
 }
 
-async fn engine(config: &Config, required: &[NodeKind]) -> Result<Engine<Router>, u8> {
+pub(super) async fn engine(config: &Config, required: &[NodeKind]) -> Result<Engine<Router>, u8> {
     Engine::connect(config, required).await.map_err(report)
 }
 
@@ -279,6 +279,34 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 }
                 Err(e) => report(e),
             }
+        }
+        Command::Impair {
+            lab,
+            node,
+            network,
+            preset,
+            delay,
+            jitter,
+            loss,
+            rate,
+            ingress,
+            clear,
+            output,
+        } => {
+            let options = super::impair::Options {
+                lab,
+                node,
+                network,
+                preset,
+                delay,
+                jitter,
+                loss,
+                rate,
+                ingress,
+                clear,
+                output,
+            };
+            super::impair::run(config, options).await
         }
         Command::Validate { .. }
         | Command::Graph { .. }
@@ -478,6 +506,30 @@ fn print_status(s: &LabStatus) {
                 let lead = if i == 0 { "-" } else { " " };
                 println!("      {lead} {line}");
             }
+        }
+    }
+    if !s.conditions.is_empty() {
+        println!(
+            "  network conditions ({}):",
+            s.data_plane.as_deref().unwrap_or("data plane unknown")
+        );
+        for c in &s.conditions {
+            let declared = |i: usize| match &c.declared {
+                Some(d) => {
+                    let set = if i == 0 { d.0 } else { d.1 };
+                    format!(" (declared {set})")
+                }
+                None => String::new(),
+            };
+            println!(
+                "    {} on {}: sends {}{}; receives {}{}",
+                c.node,
+                c.network,
+                c.egress,
+                declared(0),
+                c.ingress,
+                declared(1)
+            );
         }
     }
 }

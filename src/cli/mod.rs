@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod impair;
 mod lab;
 mod progress;
 mod shown;

@@ -17,6 +17,12 @@ fn line(event: &Event) -> Option<String> {
         Event::NodeDeleted { name, reason } => format!("{name}: removed ({reason})"),
         Event::NodeCreated { name } => format!("{name}: created"),
         Event::NodeStarted { name } => format!("{name}: started"),
+        Event::ConditionsSet {
+            name,
+            network,
+            egress,
+            ingress,
+        } => format!("{name}: conditions on {network}: sends {egress}, receives {ingress}"),
         Event::HealthWaiting { name, condition } => format!("{name}: waiting for {condition}"),
         Event::NodeHealthy { name, elapsed } => {
             format!("{name}: healthy after {:.1}s", elapsed.as_secs_f64())

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::conditions::dataplane::Choice;
 use serde::Serialize;
 
 pub use sources::{ConfigError, Environment, ProcessEnv};
@@ -74,6 +75,9 @@ pub struct Config {
     pub ssh_port: Setting<u16>,
     pub ssh_timeout_secs: Setting<u64>,
     pub libvirt_domain_type: Setting<DomainType>,
+    /// The data plane of network conditions: `auto`, `netem` or
+    /// `userspace`.
+    pub conditions: Setting<Choice>,
 }
 
 /// One row of `benchscale config`.
@@ -87,7 +91,7 @@ pub struct Row {
 
 /// Every setting: its key in the file; the variable is `BENCHSCALE_` and the
 /// key in capitals.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 10] = [
     "libvirt_uri",
     "docker_host",
     "base_image_path",
@@ -97,6 +101,7 @@ pub const KEYS: [&str; 9] = [
     "ssh_port",
     "ssh_timeout_secs",
     "libvirt_domain_type",
+    "conditions",
 ];
 
 /// The environment variable of a key.
@@ -121,6 +126,7 @@ fn default_of(key: &str, env: &dyn Environment) -> String {
         "ssh_port" => "22".into(),
         "ssh_timeout_secs" => "30".into(),
         "libvirt_domain_type" => "auto".into(),
+        "conditions" => "auto".into(),
         _ => String::new(),
     }
 }
@@ -249,6 +255,10 @@ impl Config {
                 "qemu" => Ok(DomainType::Qemu),
                 _ => Err(("not a domain type".into(), "use auto, kvm or qemu")),
             })?,
+            conditions: parse(take("conditions"), |v| {
+                v.parse::<Choice>()
+                    .map_err(|_| ("not a data plane".into(), "use auto, netem or userspace"))
+            })?,
         })
     }
 
@@ -280,6 +290,7 @@ impl Config {
             row("ssh_port", &self.ssh_port),
             row("ssh_timeout_secs", &self.ssh_timeout_secs),
             row("libvirt_domain_type", &self.libvirt_domain_type),
+            row("conditions", &self.conditions),
         ]
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! See `examples/lab_in_a_test.rs` for a lab brought up and down from Rust.
 
+mod conditions;
 pub(crate) mod record;
 mod status;
 
@@ -16,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+pub use conditions::Impairment;
 pub use status::{LabStatus, LabSummary, NodeHealth, NodeStatusReport};
 
 use crate::backend::docker::DockerBackend;
@@ -108,6 +110,10 @@ impl Engine<Router> {
     ///
     /// A required backend does not answer, or neither does.
     pub async fn connect(config: &Config, required: &[NodeKind]) -> Result<Self, EngineError> {
+        crate::conditions::dataplane::configure(
+            config.conditions.value,
+            config.state_dir.value.clone(),
+        );
         let (docker, libvirt) = tokio::join!(
             DockerBackend::connect(&config.docker_host.value),
             LibvirtBackend::connect(Settings::from_config(config)),
@@ -210,7 +216,8 @@ impl<B: Backend> Engine<B> {
     pub async fn plan(&self, topology: &Topology) -> Result<Plan, EngineError> {
         let lab_name = topology.name.clone();
         let record = self.blocking(move |r| r.load(&lab_name)).await?;
-        let observed = self.backend.observe(&topology.name).await?;
+        let mut observed = self.backend.observe(&topology.name).await?;
+        conditions::observe(&*self.backend, topology, &mut observed).await?;
         Ok(diff(topology, &observed, record.as_ref()))
     }
 
@@ -241,7 +248,8 @@ impl<B: Backend> Engine<B> {
             .registry
             .load(&lab)?
             .unwrap_or_else(|| LabRecord::new(&lab));
-        let observed = self.backend.observe(&lab).await?;
+        let mut observed = self.backend.observe(&lab).await?;
+        let shaped = conditions::observe(&*self.backend, &topology, &mut observed).await?;
         let plan = diff(&topology, &observed, Some(&record));
         self.check_images(&topology, &plan).await?;
         let prior = Prior::from_record(&record);
@@ -285,6 +293,21 @@ impl<B: Backend> Engine<B> {
             events,
         )
         .await;
+        let mut outcome = outcome;
+        // Links that are gone or lost their conditions: their kernel
+        // objects go (a container's qdiscs went with its veth; ifb
+        // devices, netfilter rules and the delay line do not).
+        if shaped
+            && !outcome.interrupted
+            && let Err(e) = self
+                .backend
+                .prune_conditions(&lab, &conditions::wanted(&topology))
+                .await
+        {
+            outcome
+                .errors
+                .push(format!("removing stale network conditions: {e}"));
+        }
         let mut record = saver.await.unwrap_or_else(|_| LabRecord::new(&lab));
         record::update_record(&mut record, &topology, &plan, &outcome);
         record.topology_path = Some(
@@ -407,6 +430,17 @@ impl<B: Backend> Engine<B> {
                 Err(e) => report.errors.push(format!("removing network {name}: {e}")),
             }
         }
+        // Condition objects outlive a container's veth (ifb devices,
+        // netfilter rules, the delay line): found by their marks and gone.
+        if let Err(e) = self
+            .backend
+            .prune_conditions(lab, &crate::conditions::dataplane::Links::new())
+            .await
+        {
+            report
+                .errors
+                .push(format!("removing network conditions: {e}"));
+        }
         report.nodes.sort();
         report.networks.sort();
         if report.errors.is_empty()
@@ -473,5 +507,7 @@ fn first_error(outcome: &Outcome) -> Option<String> {
     })
 }
 
+#[cfg(test)]
+mod conditions_tests;
 #[cfg(test)]
 mod tests;

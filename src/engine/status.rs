@@ -38,6 +38,14 @@ pub struct LabStatus {
     pub networks: Vec<String>,
     pub nodes: Vec<NodeStatusReport>,
     pub last_apply: Option<String>,
+    /// The data plane of network conditions (`netem` or `userspace`) when
+    /// the lab has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<String>,
+    /// Network conditions of each running link that has some, or whose
+    /// file declares some.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<super::conditions::LinkStatus>,
 }
 
 /// One node's health, judged now by [`Engine::check_health`].
@@ -129,6 +137,15 @@ impl<B: Backend> Engine<B> {
             .history
             .last()
             .map(|h| format!("{} ({} ms)", h.result, h.duration_ms));
+        // Declared sets come from the file the last apply used, when it
+        // still loads; the kernel's are read now.
+        let declared = record
+            .topology_path
+            .as_deref()
+            .and_then(|p| crate::topology::load_file(p).ok());
+        let (data_plane, conditions) = self
+            .link_statuses(lab, &observed, declared.as_ref())
+            .await?;
         Ok(LabStatus {
             lab: lab.to_string(),
             topology_path: record
@@ -138,6 +155,8 @@ impl<B: Backend> Engine<B> {
             networks: observed.networks.iter().map(|n| n.name.clone()).collect(),
             nodes,
             last_apply,
+            data_plane,
+            conditions,
         })
     }
 

@@ -25,6 +25,14 @@ pub enum Event {
     NodeStarted {
         name: String,
     },
+    /// Network conditions set on one of the node's links, as the file
+    /// gives them (`none` for a direction without).
+    ConditionsSet {
+        name: String,
+        network: String,
+        egress: String,
+        ingress: String,
+    },
     /// Waiting for a health condition (`tcp :8080`, `console /login:/`).
     HealthWaiting {
         name: String,

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::hash::{NodeSpecV1, health_hash, network_hash, node_matches, step_hash};
-use super::{Action, Change, HealthReason, HealthRun, Plan, Reason, ResourceKind, StepRun};
+use super::{
+    Action, Change, ConditionRun, HealthReason, HealthRun, Plan, Reason, ResourceKind, StepRun,
+};
 use crate::backend::{Observed, ObservedNode, RunState};
 use crate::registry::LabRecord;
 use crate::topology::model::{Node, NodeKind, Topology};
@@ -62,6 +64,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
     let mut nodes = Vec::new();
     let mut steps = Vec::new();
     let mut health = Vec::new();
+    let mut conditions = Vec::new();
     // Removals first, in a stable order.
     let mut extra: Vec<&ObservedNode> = observed
         .nodes
@@ -139,6 +142,11 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
                 });
             }
         }
+        if action == Action::NoChange
+            && let Some(found) = observed.conditions.get(name)
+        {
+            conditions.extend(condition_runs(node, found));
+        }
         if !run.is_empty() {
             let reason = match action {
                 Action::Create | Action::Replace => "node (re)created",
@@ -170,7 +178,32 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         nodes,
         steps,
         health,
+        conditions,
     }
+}
+
+/// The links of a running node whose conditions in the kernel differ from
+/// the file's. A link the kernel has nothing for counts as empty sets.
+fn condition_runs(
+    node: &crate::topology::model::Node,
+    found: &std::collections::BTreeMap<String, crate::conditions::dataplane::Found>,
+) -> Vec<ConditionRun> {
+    node.networks
+        .iter()
+        .filter_map(|a| {
+            let f = found.get(&a.network).cloned().unwrap_or_default();
+            let same = a.conditions.normalized() == f.egress.normalized()
+                && a.ingress.normalized() == f.ingress.normalized();
+            (!same).then(|| ConditionRun {
+                node: node.name.clone(),
+                network: a.network.clone(),
+                egress: a.conditions,
+                ingress: a.ingress,
+                found_egress: f.egress,
+                found_ingress: f.ingress,
+            })
+        })
+        .collect()
 }
 
 fn node_change(

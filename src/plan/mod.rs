@@ -11,6 +11,8 @@ pub mod hash;
 
 use serde::Serialize;
 
+use crate::conditions::ConditionSet;
+
 pub use diff::diff;
 
 /// What happens to one resource.
@@ -139,6 +141,36 @@ pub struct HealthRun {
 }
 
 /// The plan for one lab.
+/// Network conditions of an unchanged node's link that the kernel does
+/// not apply as declared; the apply sets them in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConditionRun {
+    pub node: String,
+    pub network: String,
+    /// Declared: what the node sends, and what it receives.
+    pub egress: ConditionSet,
+    pub ingress: ConditionSet,
+    /// What the kernel applies now.
+    pub found_egress: ConditionSet,
+    pub found_ingress: ConditionSet,
+}
+
+impl ConditionRun {
+    /// `egress delay 40ms (found none)`, for the directions that differ.
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        for (direction, declared, found) in [
+            ("egress", &self.egress, &self.found_egress),
+            ("ingress", &self.ingress, &self.found_ingress),
+        ] {
+            if declared.normalized() != found.normalized() {
+                parts.push(format!("{direction} {declared} (found {found})"));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub lab: String,
@@ -147,6 +179,8 @@ pub struct Plan {
     pub steps: Vec<StepRun>,
     /// Unchanged nodes whose health is checked again.
     pub health: Vec<HealthRun>,
+    /// Links whose conditions differ from the file, of unchanged nodes.
+    pub conditions: Vec<ConditionRun>,
 }
 
 impl Plan {
@@ -160,7 +194,10 @@ impl Plan {
 
     /// Whether applying would do anything, steps included.
     pub fn has_changes(&self) -> bool {
-        self.changes().next().is_some() || !self.steps.is_empty() || !self.health.is_empty()
+        self.changes().next().is_some()
+            || !self.steps.is_empty()
+            || !self.health.is_empty()
+            || !self.conditions.is_empty()
     }
 
     /// The change planned for a node of the topology.
@@ -192,6 +229,14 @@ impl Plan {
                 )
             })
             .collect();
+        for c in &self.conditions {
+            out.push(format!(
+                "set conditions of {} on {}: {}",
+                c.node,
+                c.network,
+                c.reason()
+            ));
+        }
         for h in &self.health {
             out.push(format!("check health of {}: {}", h.node, h.reason));
         }
@@ -210,6 +255,11 @@ impl Plan {
     /// Whether the apply checks the health of an unchanged node.
     pub fn checks_health(&self, node: &str) -> bool {
         self.health.iter().any(|h| h.node == node)
+    }
+
+    /// The links of an unchanged node whose conditions the apply sets.
+    pub fn conditions_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a ConditionRun> {
+        self.conditions.iter().filter(move |c| c.node == node)
     }
 
     /// Steps of a node that will run.

@@ -349,7 +349,7 @@ pub(super) async fn status(backend: &DockerBackend, id: &str) -> Result<NodeStat
 }
 
 /// Maps the failure of `verb` ("start", "stop") on container `id`.
-fn container_error(
+pub(super) fn container_error(
     backend: &DockerBackend,
     verb: &str,
     id: &str,

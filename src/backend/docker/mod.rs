@@ -17,6 +17,7 @@ mod containers;
 mod copy;
 mod error;
 mod exec;
+mod links;
 mod networks;
 mod observe;
 mod time;
@@ -274,6 +275,14 @@ impl Backend for DockerBackend {
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         exec::logs(self, id, tail).await
+    }
+
+    async fn links(
+        &self,
+        _lab: &str,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, BackendError> {
+        links::links(self, id).await
     }
 }
 

@@ -70,6 +70,7 @@ pub(super) async fn observe(backend: &DockerBackend, lab: &str) -> Result<Observ
     Ok(Observed {
         networks: observed_networks,
         nodes,
+        ..Observed::default()
     })
 }
 

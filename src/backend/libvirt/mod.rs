@@ -264,4 +264,12 @@ impl Backend for LibvirtBackend {
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         guest::logs(self, id, tail).await
     }
+
+    async fn links(
+        &self,
+        lab: &str,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, BackendError> {
+        observe::links(self, lab, id).await
+    }
 }

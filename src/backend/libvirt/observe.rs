@@ -93,6 +93,35 @@ pub(super) async fn observe(backend: &LibvirtBackend, lab: &str) -> Result<Obser
     .await
 }
 
+/// A running domain's taps by logical network: where its network
+/// conditions go.
+pub(super) async fn links(
+    backend: &LibvirtBackend,
+    lab: &str,
+    id: &str,
+) -> Result<BTreeMap<String, String>, BackendError> {
+    let conn = backend.conn.clone();
+    let lab = lab.to_string();
+    let name = super::domain_name(id).to_string();
+    blocking(move || {
+        let domain = conn
+            .lookup_domain_by_name(&name)
+            .map_err(super::error::lookup(format!("VM {name}")))?;
+        let xml = domain.xml_desc(0).map_err(api("read the domain XML"))?;
+        let (_, networks) = owned(&conn)?;
+        let logical: BTreeMap<String, String> = networks
+            .into_iter()
+            .filter(|(_, o, _)| o.lab == lab)
+            .map(|(n, o, _)| (n.name().unwrap_or_default(), o.name))
+            .collect();
+        Ok(xml::taps(&xml)
+            .into_iter()
+            .filter_map(|(net, dev)| Some((logical.get(&net)?.clone(), dev)))
+            .collect())
+    })
+    .await
+}
+
 /// The labs named by any domain's or network's metadata.
 pub(super) async fn labs(backend: &LibvirtBackend) -> Result<Vec<String>, BackendError> {
     let conn = backend.conn.clone();

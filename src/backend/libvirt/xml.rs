@@ -300,6 +300,27 @@ pub fn interfaces(xml: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The taps of a running domain's XML: libvirt network name and the
+/// host-side device (`vnet3`), for interfaces that have one.
+pub fn taps(xml: &str) -> Vec<(String, String)> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .filter_map(|iface| {
+            let child = |tag: &str, attr: &str| {
+                iface
+                    .children()
+                    .find(|c| c.has_tag_name(tag))?
+                    .attribute(attr)
+                    .map(str::to_string)
+            };
+            Some((child("source", "network")?, child("target", "dev")?))
+        })
+        .collect()
+}
+
 /// Static DHCP leases of a network XML: MAC to address.
 pub fn static_leases(xml: &str) -> std::collections::BTreeMap<String, Ipv4Addr> {
     let Ok(doc) = roxmltree::Document::parse(xml) else {

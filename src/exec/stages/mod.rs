@@ -1,9 +1,10 @@
 //! A node's life as stages, each a function of its own: create, start,
-//! wait for health, provision. [`drive`] walks them in order; a stage
-//! either lets the node go on or ends it. A new capability (link
+//! set network conditions, wait for health, provision. [`drive`] walks
+//! them in order; a stage either lets the node go on or ends it. A new capability (link
 //! conditions and routes after start, test steps) is a new stage here, not
 //! an edit in the middle of a long function.
 
+mod conditions;
 mod create;
 mod health;
 mod provision;
@@ -25,12 +26,19 @@ use crate::topology::model::Node;
 enum Step {
     Create,
     Start,
+    Conditions,
     Health,
     Provision,
 }
 
 /// The stages, in the order a node goes through them.
-const LIFE: [Step; 4] = [Step::Create, Step::Start, Step::Health, Step::Provision];
+const LIFE: [Step; 5] = [
+    Step::Create,
+    Step::Start,
+    Step::Conditions,
+    Step::Health,
+    Step::Provision,
+];
 
 /// What a stage decided: the node goes on, or it ends here.
 pub(super) type Flow = Result<(), NodeEnd>;
@@ -109,6 +117,7 @@ pub(super) async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>) -> Node
         let flow = match step {
             Step::Create => create::run(ctx, &mut job).await,
             Step::Start => start::run(ctx, &mut job).await,
+            Step::Conditions => conditions::run(ctx, &mut job).await,
             Step::Health => health::run(ctx, &mut job).await,
             Step::Provision => provision::run(ctx, &mut job).await,
         };
