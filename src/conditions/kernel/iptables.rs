@@ -118,12 +118,21 @@ fn iptables(args: &[&str]) -> Cmd {
     Cmd::new("iptables", &["-w", "-t", TABLE]).args(args.iter().copied())
 }
 
-pub fn list(chain: &str) -> Cmd {
-    iptables(&["-S", chain])
+/// The whole table: listing one chain that does not exist fails, with
+/// words that differ between iptables versions and backends (nf_tables
+/// 1.8.9 calls it "incompatible").
+pub fn list() -> Cmd {
+    iptables(&["-S"])
 }
 
-/// The error `iptables -S` gives for a chain that does not exist.
-pub const NO_CHAIN: &str = "No chain/target/match by that name";
+/// The chains `iptables -S` output declares (`-N` lines).
+pub fn parse_chains(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("-N "))
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
 
 pub fn new_chain(chain: &str) -> Cmd {
     iptables(&["-N", chain]).ok_if("already exists")

@@ -278,28 +278,21 @@ pub async fn remove_lab(lab: &str) -> Result<Removed, KernelError> {
         }
     }
 
+    let table = observe::read_table().await?;
+    let chains = iptables::parse_chains(&table);
+    let lines = iptables::parse_lines(&table);
     for direction in [Direction::Egress, Direction::Ingress] {
         let chain = iptables::chain(lab, direction);
-        let lines = match iptables::list(&chain).run().await {
-            Ok(out) => iptables::parse_lines(&out),
-            Err(KernelError::Command { stderr, .. }) if stderr.contains(iptables::NO_CHAIN) => {
-                continue;
-            }
-            Err(KernelError::Spawn { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        hosts.extend(
-            lines
-                .iter()
-                .filter_map(|l| l.attachment().map(|(_, i)| i.to_owned())),
-        );
+        if !chains.contains(&chain) {
+            continue;
+        }
         let hook = iptables::hook(direction);
-        let jumps = iptables::parse_lines(&iptables::list(hook).run().await?);
-        for jump in jumps
-            .iter()
-            .filter(|l| l.value("-j") == Some(chain.as_str()))
-        {
-            iptables::delete(hook, &jump.spec).run().await?;
+        for line in &lines {
+            if line.chain == chain {
+                hosts.extend(line.attachment().map(|(_, i)| i.to_owned()));
+            } else if line.chain == hook && line.value("-j") == Some(chain.as_str()) {
+                iptables::delete(hook, &line.spec).run().await?;
+            }
         }
         iptables::flush(&chain).run().await?;
         iptables::delete_chain(&chain).run().await?;

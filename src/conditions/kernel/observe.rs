@@ -73,14 +73,11 @@ fn bad_output(cmd: &Cmd, message: String) -> KernelError {
 /// Reads the attachment's objects from the kernel.
 pub async fn read(link: &LinkConditions) -> Result<Found, KernelError> {
     let ifb_name = ifb::name(link);
-    let (host, ifb, egress, ingress) = tokio::join!(
-        read_host(&link.ifname),
-        read_ifb(&ifb_name),
-        read_chain(&link.lab, Direction::Egress, &link.ifname),
-        read_chain(&link.lab, Direction::Ingress, &link.ifname),
-    );
+    let (host, ifb, table) =
+        tokio::join!(read_host(&link.ifname), read_ifb(&ifb_name), read_table(),);
     let (host_exists, host, redirect) = host?;
     let (ifb, ifb_root) = ifb?;
+    let table = table?;
     let mut bridge_nf = true;
     for path in BRIDGE_NF {
         let value = tokio::fs::read_to_string(path).await.unwrap_or_default();
@@ -92,7 +89,8 @@ pub async fn read(link: &LinkConditions) -> Result<Found, KernelError> {
         redirect,
         ifb,
         ifb_root,
-        chains: [egress?, ingress?],
+        chains: [Direction::Egress, Direction::Ingress]
+            .map(|d| chain_found(&table, &link.lab, d, &link.ifname)),
         bridge_nf,
     })
 }
@@ -134,31 +132,38 @@ async fn read_ifb(name: &str) -> Result<(Option<ifb::Link>, Option<Shaper>), Ker
     Ok((Some(link), root))
 }
 
-async fn read_chain(
-    lab: &str,
-    direction: Direction,
-    ifname: &str,
-) -> Result<ChainFound, KernelError> {
+/// `iptables -S` of benchscale's table; empty without iptables at all
+/// (nothing of benchscale's can be there, and the netem plane does not
+/// need it).
+pub async fn read_table() -> Result<String, KernelError> {
+    match iptables::list().run().await {
+        Ok(out) => Ok(out),
+        Err(KernelError::Spawn { .. }) => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn chain_found(table: &str, lab: &str, direction: Direction, ifname: &str) -> ChainFound {
     let chain = iptables::chain(lab, direction);
-    let lines = match iptables::list(&chain).run().await {
-        Ok(out) => iptables::parse_lines(&out),
-        Err(KernelError::Command { stderr, .. }) if stderr.contains(iptables::NO_CHAIN) => {
-            return Ok(ChainFound::default());
-        }
-        // No iptables at all: nothing of benchscale's can be there (the
-        // netem plane does not need it).
-        Err(KernelError::Spawn { .. }) => return Ok(ChainFound::default()),
-        Err(e) => return Err(e),
-    };
-    let hook = iptables::list(iptables::hook(direction)).run().await?;
-    let jumped = iptables::parse_lines(&hook)
-        .iter()
-        .any(|l| l.value("-j") == Some(chain.as_str()));
-    Ok(ChainFound {
+    if !iptables::parse_chains(table).contains(&chain) {
+        return ChainFound::default();
+    }
+    let lines = iptables::parse_lines(table);
+    let hook = iptables::hook(direction);
+    ChainFound {
         exists: true,
-        jumped,
-        rules: iptables::rules_of(&lines, direction, ifname),
-    })
+        jumped: lines
+            .iter()
+            .any(|l| l.chain == hook && l.value("-j") == Some(chain.as_str())),
+        rules: iptables::rules_of(
+            &lines
+                .into_iter()
+                .filter(|l| l.chain == chain)
+                .collect::<Vec<_>>(),
+            direction,
+            ifname,
+        ),
+    }
 }
 
 /// What the kernel does to one direction of an attachment.
