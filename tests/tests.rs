@@ -5,6 +5,8 @@
 //! `lab::TestLab`;
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
+//! `conditions_kernel` puts network conditions on a veth pair in the real
+//! kernel, with no Docker;
 //! `conformance` runs one suite of backend checks against the fake
 //! backend, Docker and libvirt. What they share (lab names and subnets,
 //! scratch folders, the scrubbed command, cleanup by ownership) is in
@@ -14,6 +16,7 @@ mod apply;
 mod architecture;
 mod cli;
 mod conditions;
+mod conditions_kernel;
 mod conformance;
 mod docker_backend;
 mod drift;
