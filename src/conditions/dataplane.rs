@@ -11,59 +11,20 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use super::ConditionSet;
-
-/// Which data plane to use, as configured (`BENCHSCALE_CONDITIONS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Choice {
-    #[default]
-    Auto,
-    Netem,
-    Userspace,
-}
-
-impl std::str::FromStr for Choice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Choice::Auto),
-            "netem" => Ok(Choice::Netem),
-            "userspace" => Ok(Choice::Userspace),
-            other => Err(format!(
-                "`{other}` is not a data plane; use auto, netem or userspace"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Choice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Choice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Choice::Auto => "auto",
-            Choice::Netem => "netem",
-            Choice::Userspace => "userspace",
-        }
-    }
-}
+use super::kernel::PlaneChoice;
 
 /// The configured choice, and the state folder (where the delay line
 /// keeps its settings and log).
-static SETTINGS: OnceLock<(Choice, PathBuf)> = OnceLock::new();
+static SETTINGS: OnceLock<(PlaneChoice, PathBuf)> = OnceLock::new();
 
 /// Sets the configuration, once per process (the engine does when it
 /// connects); later calls are ignored.
-pub fn configure(choice: Choice, state_dir: PathBuf) {
+pub fn configure(choice: PlaneChoice, state_dir: PathBuf) {
     let _ = SETTINGS.set((choice, state_dir));
 }
 
 /// The configured choice.
-pub fn choice() -> Choice {
+pub fn choice() -> PlaneChoice {
     SETTINGS.get().map(|s| s.0).unwrap_or_default()
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::conditions::dataplane::Choice;
+use crate::conditions::kernel::PlaneChoice;
 use serde::Serialize;
 
 pub use sources::{ConfigError, Environment, ProcessEnv};
@@ -77,7 +77,7 @@ pub struct Config {
     pub libvirt_domain_type: Setting<DomainType>,
     /// The data plane of network conditions: `auto`, `netem` or
     /// `userspace`.
-    pub conditions: Setting<Choice>,
+    pub conditions: Setting<PlaneChoice>,
 }
 
 /// One row of `benchscale config`.
@@ -256,7 +256,7 @@ impl Config {
                 _ => Err(("not a domain type".into(), "use auto, kvm or qemu")),
             })?,
             conditions: parse(take("conditions"), |v| {
-                v.parse::<Choice>()
+                v.parse::<PlaneChoice>()
                     .map_err(|_| ("not a data plane".into(), "use auto, netem or userspace"))
             })?,
         })

@@ -34,6 +34,16 @@ pub fn lab_of(alias: &str) -> Option<&str> {
         .find_map(|word| word.strip_prefix("lab="))
 }
 
+/// The node and network an alias names, when it is benchscale's.
+pub fn link_of(alias: &str) -> Option<(&str, &str)> {
+    let rest = alias.strip_prefix("benchscale ")?;
+    let word = |key: &str| {
+        rest.split_whitespace()
+            .find_map(|word| word.strip_prefix(key))
+    };
+    Some((word("node=")?, word("network=")?))
+}
+
 pub fn create(link: &LinkConditions) -> Cmd {
     Cmd::new("ip", &["link", "add"])
         .arg(name(link))

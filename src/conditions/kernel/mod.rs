@@ -316,6 +316,72 @@ pub async fn remove_lab(lab: &str) -> Result<Removed, KernelError> {
     Ok(removed)
 }
 
+/// Removes what is left of the lab's links that are gone: ifbs of (node,
+/// network) pairs not in `keep` (with the redirects to them), and the
+/// rules of the lab's chains about interfaces that no longer exist (a
+/// removed or re-created container's veth). The objects of a link that
+/// still exists but lost its conditions are [`clear`]ed by the engine.
+///
+/// # Idempotency
+///
+/// Nothing stale gives an empty [`Removed`], without changing anything.
+pub async fn prune(lab: &str, keep: &BTreeSet<(String, String)>) -> Result<Removed, KernelError> {
+    let _lock = lab_lock(lab).await;
+    let mut removed = Removed::default();
+    let show = ifb::show_all();
+    let stale: Vec<String> = ifb::parse_links(&show.run().await?)
+        .map_err(|message| KernelError::Output {
+            command: show.to_string(),
+            message,
+        })?
+        .into_iter()
+        .filter(|l| {
+            let alias = l.alias.as_deref().unwrap_or_default();
+            ifb::lab_of(alias) == Some(lab)
+                && ifb::link_of(alias).is_none_or(|(node, network)| {
+                    !keep.contains(&(node.to_owned(), network.to_owned()))
+                })
+        })
+        .map(|l| l.name)
+        .collect();
+    if !stale.is_empty() {
+        let show = tc::show_qdiscs(None);
+        let json = show.run().await?;
+        let devices = tc::devices_with_ingress(&json).map_err(|message| KernelError::Output {
+            command: show.to_string(),
+            message,
+        })?;
+        for dev in devices {
+            let Ok(json) = tc::show_ingress_filters(&dev).run().await else {
+                continue;
+            };
+            if let Ok(Some(to)) = tc::parse_redirect(&json)
+                && stale.contains(&to)
+            {
+                tc::delete_ingress(&dev).run().await?;
+                removed.qdiscs.push(format!("{dev} ingress"));
+            }
+        }
+        for name in stale {
+            ifb::delete(&name).run().await?;
+            removed.ifbs.push(name);
+        }
+    }
+    let table = observe::read_table().await?;
+    let ours = chain_names(lab);
+    for line in iptables::parse_lines(&table) {
+        let Some((_, ifname)) = line.attachment() else {
+            continue;
+        };
+        let gone = !std::path::Path::new("/sys/class/net").join(ifname).exists();
+        if ours.contains(&line.chain) && gone {
+            iptables::delete(&line.chain, &line.spec).run().await?;
+            removed.chains.push(format!("{} rule for {ifname}", line.chain));
+        }
+    }
+    Ok(removed)
+}
+
 /// The name of an attachment's ifb, for tests and `status`.
 pub fn ifb_name(link: &LinkConditions) -> String {
     ifb::name(link)

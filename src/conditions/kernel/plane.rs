@@ -34,7 +34,8 @@ impl fmt::Display for Plane {
 }
 
 /// What the user asked for (`BENCHSCALE_CONDITIONS`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PlaneChoice {
     /// netem when the kernel has it, else the userspace plane.
     #[default]
