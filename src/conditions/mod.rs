@@ -6,6 +6,7 @@
 //! means the same on either data plane (the kernel's netem, or the kernel's
 //! shapers plus benchscale's userspace element where netem is missing).
 
+pub mod delay_line;
 pub mod presets;
 pub mod units;
 

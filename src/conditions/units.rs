@@ -55,7 +55,7 @@ impl fmt::Display for Rate {
             ("mbit", 1_000_000),
             ("kbit", 1_000),
         ] {
-            if bits >= size && (bits * 1000) % size == 0 {
+            if bits >= size && (bits * 1000).is_multiple_of(size) {
                 return write!(f, "{}{unit}", trim_decimal(bits, size));
             }
         }
