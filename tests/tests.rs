@@ -6,14 +6,16 @@
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
 //! `conformance` runs one suite of backend checks against the fake
-//! backend, Docker and libvirt. What they share (lab names and subnets,
-//! scratch folders, the scrubbed command, cleanup by ownership) is in
-//! `support`.
+//! backend, Docker and libvirt; `delay_line` runs the userspace delay line
+//! against the real kernel in scratch network namespaces. What they share
+//! (lab names and subnets, scratch folders, the scrubbed command, cleanup
+//! by ownership) is in `support`.
 
 mod apply;
 mod architecture;
 mod cli;
 mod conformance;
+mod delay_line;
 mod docker_backend;
 mod drift;
 mod failures;
