@@ -8,9 +8,10 @@
 //! `conditions_kernel` puts network conditions on a veth pair in the real
 //! kernel, with no Docker;
 //! `conformance` runs one suite of backend checks against the fake
-//! backend, Docker and libvirt. What they share (lab names and subnets,
-//! scratch folders, the scrubbed command, cleanup by ownership) is in
-//! `support`.
+//! backend, Docker and libvirt; `delay_line` runs the userspace delay line
+//! against the real kernel in scratch network namespaces. What they share
+//! (lab names and subnets, scratch folders, the scrubbed command, cleanup
+//! by ownership) is in `support`.
 
 mod apply;
 mod architecture;
@@ -18,6 +19,7 @@ mod cli;
 mod conditions;
 mod conditions_kernel;
 mod conformance;
+mod delay_line;
 mod docker_backend;
 mod drift;
 mod failures;

@@ -162,4 +162,13 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
     },
+    /// Runs a lab's userspace delay line (started by benchscale itself).
+    #[command(hide = true)]
+    DelayLine {
+        #[arg(long, value_name = "NAME")]
+        lab: String,
+        /// The delay line's configuration file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
 }

@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> u8 {
             EXIT_OK
         }
         Command::Config { output } => config(cli.config.as_deref(), output),
+        Command::DelayLine { lab, file } => delay_line(&lab, &file),
         lab_command => super::lab::run(cli.config.as_deref(), lab_command),
     }
 }
@@ -128,6 +129,18 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
         }
     }
     EXIT_OK
+}
+
+/// The delay-line process: it logs to its stderr (the lab's log file) by
+/// itself, and ends with an error only when it cannot start.
+fn delay_line(lab: &str, file: &Path) -> u8 {
+    match crate::conditions::delay_line::run(lab, file) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            EXIT_ERROR
+        }
+    }
 }
 
 pub(super) fn plural(n: usize, word: &str) -> String {

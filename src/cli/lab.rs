@@ -311,6 +311,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
         Command::Validate { .. }
         | Command::Graph { .. }
         | Command::Schema
+        | Command::DelayLine { .. }
         | Command::Config { .. } => EXIT_ERROR,
     }
 }

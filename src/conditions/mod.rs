@@ -7,6 +7,7 @@
 //! shapers plus benchscale's userspace element where netem is missing).
 
 pub mod dataplane;
+pub mod delay_line;
 pub mod kernel;
 pub mod presets;
 pub mod units;
