@@ -91,11 +91,11 @@ fn ping(lab: &TestLab, from: &str, to: &str, count: u32, interval: &str) -> Ping
         to,
     ]);
     let out = run.stdout.clone();
+    // "20 packets transmitted, 16 packets received, 20% packet loss"
     let loss = out
-        .split(", ")
-        .find(|p| p.ends_with("packet loss\n") || p.ends_with("packet loss"))
-        .and_then(|p| p.split('%').next())
-        .and_then(|p| p.trim().parse().ok())
+        .lines()
+        .filter_map(|l| l.split(", ").find_map(|p| p.strip_suffix("% packet loss")))
+        .find_map(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("no loss in ping output: {}", run.both()));
     let rtt = out
         .lines()
@@ -240,7 +240,8 @@ fn declared_conditions_are_measured_drift_is_undone_and_destroy_leaves_nothing()
     let plan = lab.plan();
     plan.expect_code(2, "plan after impair");
     assert!(
-        plan.stdout.contains("set conditions of a on wan"),
+        plan.stdout
+            .contains("on wan: egress delay 40ms (found delay 5ms)"),
         "{}",
         plan.both()
     );

@@ -108,9 +108,14 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
         }
     };
     let rows = config.rows();
+    let in_use = conditions_plane(&config);
     match output {
         OutputFormat::Json => {
-            let value = serde_json::json!({ "file": config.file, "settings": rows });
+            let value = serde_json::json!({
+                "file": config.file,
+                "settings": rows,
+                "conditions_in_use": in_use,
+            });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -126,6 +131,7 @@ fn config(explicit: Option<&Path>, output: OutputFormat) -> u8 {
             for r in rows {
                 println!("{:width$}  {:vwidth$}  ({})", r.env, r.value, r.origin);
             }
+            println!("network conditions in use: {in_use}");
         }
     }
     EXIT_OK
@@ -140,6 +146,20 @@ fn delay_line(lab: &str, file: &Path) -> u8 {
             eprintln!("{:?}", miette::Report::new(e));
             EXIT_ERROR
         }
+    }
+}
+
+/// The data plane network conditions use on this machine, and why (a
+/// probe of the kernel when the choice is `auto`).
+fn conditions_plane(config: &Config) -> String {
+    use crate::conditions::dataplane;
+    dataplane::configure(config.conditions.value, config.state_dir.value.clone());
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(dataplane::plane_in_use()),
+        Err(e) => format!("unknown ({e})"),
     }
 }
 

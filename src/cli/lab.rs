@@ -437,11 +437,29 @@ fn print_plan(plan: &Plan) {
             "check", "health", h.node, h.reason
         );
     }
+    for c in &plan.conditions {
+        println!(
+            "{:<9} {:<10} {:<24} on {}: {}",
+            "set",
+            "conditions",
+            c.node,
+            c.network,
+            c.reason()
+        );
+    }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let health = if plan.health.is_empty() {
         String::new()
     } else {
         format!("; health to check on {} nodes", plan.health.len())
+    };
+    let health = if plan.conditions.is_empty() {
+        health
+    } else {
+        format!(
+            "{health}; conditions to set on {} links",
+            plan.conditions.len()
+        )
     };
     println!(
         "\nPlan: {} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes{health}.",

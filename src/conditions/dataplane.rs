@@ -3,6 +3,11 @@
 //! delay line on the userspace plane). The kernel objects are keyed by
 //! lab, node and network, so one apply, a later one, and `destroy` without
 //! local state all find the same ones.
+//!
+//! On the userspace plane a set is split: the kernel does rate and loss
+//! ([`kernel`]), the lab's delay line the rest ([`delay_line`]); what is
+//! found is the two read back and put together again, so that a killed
+//! delay line shows as conditions missing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,8 +15,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConditionSet;
-use super::kernel::PlaneChoice;
+use super::kernel::{self, Plane, PlaneChoice};
+use super::{ConditionSet, Direction, LinkConditions, delay_line};
 
 /// The configured choice, and the state folder (where the delay line
 /// keeps its settings and log).
@@ -51,16 +56,103 @@ pub type Links = BTreeSet<(String, String)>;
 /// Errors as words; the backends wrap them.
 pub type Result<T> = std::result::Result<T, String>;
 
-#[allow(unused_variables)]
+/// The plane the configured choice gives on this machine.
+async fn plane() -> Plane {
+    choice().resolve().await
+}
+
+/// The data plane in use, with why: `userspace (auto: this kernel has no
+/// netem)`.
+pub async fn plane_in_use() -> String {
+    let choice = choice();
+    let plane = choice.resolve().await;
+    match choice {
+        PlaneChoice::Auto if plane == Plane::Netem => "netem (auto: this kernel has netem)".into(),
+        PlaneChoice::Auto => "userspace (auto: this kernel has no netem)".into(),
+        forced => format!("{plane} (BENCHSCALE_CONDITIONS={forced})"),
+    }
+}
+
+/// One lock per lab for the delay line's configuration, which every link
+/// of the lab shares.
+async fn lab_lock(lab: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let lock = {
+        let mut map = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(lab.to_owned()).or_default().clone()
+    };
+    lock.lock_owned().await
+}
+
+fn link(lab: &str, node: &str, network: &str, ifname: &str) -> LinkConditions {
+    LinkConditions {
+        lab: lab.into(),
+        node: node.into(),
+        network: network.into(),
+        ifname: ifname.into(),
+        egress: ConditionSet::default(),
+        ingress: ConditionSet::default(),
+    }
+}
+
+/// What the delay line does to a set: everything but rate and loss.
+fn delay_part(set: &ConditionSet) -> ConditionSet {
+    ConditionSet {
+        rate: None,
+        loss: None,
+        ..set.normalized()
+    }
+}
+
+/// The conditions on each of a running node's links (`links`: network to
+/// host-side interface), read back from the kernel and the delay line.
 pub async fn observe(
     lab: &str,
     node: &str,
     links: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Found>> {
-    Err("not wired yet".into())
+    let running = delay_line::find(lab);
+    let held = running.as_ref().and_then(|r| r.config.clone());
+    let mut out = BTreeMap::new();
+    for (network, ifname) in links {
+        let observed = kernel::observe(&link(lab, node, network, ifname))
+            .await
+            .map_err(|e| e.to_string())?;
+        let sets = [Direction::Egress, Direction::Ingress].map(|direction| {
+            let seen = observed.direction(direction);
+            let mut set = seen.set;
+            // Packets queued to a delay line that serves that very queue
+            // and link get its part of the set; without it, they pass
+            // undelayed (the rules bypass a queue nobody reads).
+            if let (Some(queue), Some(config)) = (seen.queue, held.as_ref())
+                && config.queue == queue
+                && let Some(rule) = config
+                    .links
+                    .iter()
+                    .find(|r| &r.ifname == ifname && r.direction == direction)
+            {
+                let part = delay_part(&rule.set);
+                set = set.overridden_by(&part);
+            }
+            set.normalized()
+        });
+        let [egress, ingress] = sets;
+        out.insert(
+            network.clone(),
+            Found {
+                ifname: ifname.clone(),
+                egress,
+                ingress,
+            },
+        );
+    }
+    Ok(out)
 }
 
-#[allow(unused_variables)]
+/// Sets one link's conditions: the kernel's part, and on the userspace
+/// plane the delay line's (started, reconfigured, or stopped when no link
+/// of the lab needs it any more).
 pub async fn apply(
     lab: &str,
     node: &str,
@@ -69,26 +161,128 @@ pub async fn apply(
     egress: &ConditionSet,
     ingress: &ConditionSet,
 ) -> Result<()> {
-    Err("not wired yet".into())
+    let plane = plane().await;
+    let mut wanted = link(lab, node, network, ifname);
+    wanted.egress = egress.normalized();
+    wanted.ingress = ingress.normalized();
+    let _lock = lab_lock(lab).await;
+    let queue = if plane == Plane::Userspace {
+        let state = state_dir();
+        let lab = lab.to_string();
+        let ifname = ifname.to_string();
+        let (egress, ingress) = (wanted.egress, wanted.ingress);
+        tokio::task::spawn_blocking(move || {
+            let mut config = delay_line::find(&lab)
+                .and_then(|r| r.config)
+                .unwrap_or_else(|| delay_line::DelayLineConfig {
+                    lab: lab.clone(),
+                    queue: delay_line::free_queue(&lab),
+                    links: Vec::new(),
+                });
+            config
+                .links
+                .retain(|r| r.ifname != ifname && interface_exists(&r.ifname));
+            for (direction, set) in [(Direction::Egress, egress), (Direction::Ingress, ingress)] {
+                if set.needs_delay_line() {
+                    config.links.push(delay_line::LinkRule {
+                        ifname: ifname.clone(),
+                        direction,
+                        set: delay_part(&set),
+                    });
+                }
+            }
+            if config.links.is_empty() {
+                delay_line::stop(&lab).map_err(|e| e.to_string())?;
+            } else {
+                delay_line::ensure(&state, &config).map_err(|e| format!("{e:?}"))?;
+            }
+            Ok::<u16, String>(config.queue)
+        })
+        .await
+        .map_err(|e| e.to_string())??
+    } else {
+        0
+    };
+    kernel::apply(&wanted, plane, queue)
+        .await
+        .map(|_| ())
+        .map_err(|e| kernel_error(&e))
 }
 
-#[allow(unused_variables)]
+/// A kernel error with its help, as words.
+fn kernel_error(e: &kernel::KernelError) -> String {
+    use miette::Diagnostic;
+    match e.help() {
+        Some(help) => format!("{e} ({help})"),
+        None => e.to_string(),
+    }
+}
+
+fn interface_exists(ifname: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(ifname).exists()
+}
+
+/// Removes the lab's objects of links not in `keep`; everything of the
+/// lab, its delay line and its files included, when `keep` is empty.
 pub async fn prune(lab: &str, keep: &Links) -> Result<()> {
-    Ok(())
+    let _lock = lab_lock(lab).await;
+    if keep.is_empty() {
+        kernel::remove_lab(lab)
+            .await
+            .map_err(|e| kernel_error(&e))?;
+        let lab = lab.to_string();
+        let dir = state_dir().join("labs").join(&lab);
+        return tokio::task::spawn_blocking(move || {
+            delay_line::stop(&lab).map_err(|e| e.to_string())?;
+            for file in [
+                delay_line::CONFIG_FILE,
+                delay_line::STATUS_FILE,
+                delay_line::LOG_FILE,
+            ] {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    kernel::prune(lab, keep)
+        .await
+        .map_err(|e| kernel_error(&e))?;
+    // Rules of interfaces that are gone leave the delay line; a delay line
+    // left with none stops. Nothing changes when nothing is stale.
+    let lab = lab.to_string();
+    let state = state_dir();
+    tokio::task::spawn_blocking(move || {
+        let Some(mut config) = delay_line::find(&lab).and_then(|r| r.config) else {
+            return Ok(());
+        };
+        let before = config.links.len();
+        config.links.retain(|r| interface_exists(&r.ifname));
+        if config.links.is_empty() {
+            delay_line::stop(&lab).map_err(|e| e.to_string())?;
+        } else if config.links.len() != before {
+            delay_line::ensure(&state, &config).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
-#[allow(unused_variables)]
-pub async fn remove_lab(lab: &str) -> Result<()> {
-    Err("not wired yet".into())
-}
-
-#[allow(unused_variables)]
+/// Whether anything of the lab's conditions is on this machine: its delay
+/// line, an ifb with its mark, or its netfilter chains.
 pub async fn lab_has_objects(lab: &str) -> bool {
-    false
-}
-
-/// The data plane in use, with why: `userspace (auto: the kernel has no
-/// netem)`.
-pub fn plane_in_use() -> Result<String> {
-    Err("not wired yet".into())
+    if delay_line::find(lab).is_some() {
+        return true;
+    }
+    let mark = format!("benchscale lab={lab} ");
+    let marked = std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("ifalias")).is_ok_and(|a| a.starts_with(&mark))
+        });
+    marked || kernel::has_chains(lab).await
 }

@@ -167,7 +167,7 @@ impl<B: Backend> Engine<B> {
                 });
             }
         }
-        let plane = crate::conditions::dataplane::plane_in_use().ok();
+        let plane = Some(crate::conditions::dataplane::plane_in_use().await);
         Ok((plane, out))
     }
 }

@@ -9,6 +9,7 @@ use super::names::Backends;
 
 /// Removes everything of `lab` that `backends` hold.
 pub fn remove(lab: &str, backends: Backends) {
+    super::conditions::remove_conditions(lab);
     if backends.docker {
         remove_docker(lab);
     }

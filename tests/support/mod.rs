@@ -12,7 +12,8 @@
 //!   topology file with `{lab}` and `{n}` filled in, command.
 //! - `status`: [`LabCli`], the commands a lab runs on itself by name, and
 //!   the status JSON helpers.
-//! - `cleanup`: removal by ownership (Docker labels, libvirt metadata).
+//! - `cleanup`: removal by ownership (Docker labels, libvirt metadata,
+//!   the marks of network conditions: `conditions`).
 //! - `docker`, `libvirt`: the docker and virsh CLIs, which benchscale
 //!   never uses, to look at the engines independently of it.
 //! - `files`: fixtures and example topologies of the repository.
@@ -24,6 +25,7 @@
 mod base;
 mod cleanup;
 mod command;
+mod conditions;
 mod docker;
 mod files;
 mod libvirt;
@@ -36,6 +38,7 @@ pub use base::LabBase;
 pub use command::{
     Run, benchscale, benchscale_with, root, run, run_bounded, run_limited, scrubbed,
 };
+pub use conditions::conditions_left;
 pub use docker::{IMAGE, LABEL_LAB, docker, docker_ok, now, require_docker};
 pub use files::{fixture_dirs, relative, yaml_files};
 pub use libvirt::{BASE, URI, owned, require, virsh, virsh_ok};

@@ -376,10 +376,21 @@ pub async fn prune(lab: &str, keep: &BTreeSet<(String, String)>) -> Result<Remov
         let gone = !std::path::Path::new("/sys/class/net").join(ifname).exists();
         if ours.contains(&line.chain) && gone {
             iptables::delete(&line.chain, &line.spec).run().await?;
-            removed.chains.push(format!("{} rule for {ifname}", line.chain));
+            removed
+                .chains
+                .push(format!("{} rule for {ifname}", line.chain));
         }
     }
     Ok(removed)
+}
+
+/// Whether the lab has chains in the mangle table.
+pub async fn has_chains(lab: &str) -> bool {
+    let Ok(table) = observe::read_table().await else {
+        return false;
+    };
+    let chains = iptables::parse_chains(&table);
+    chain_names(lab).iter().any(|c| chains.contains(c))
 }
 
 /// The name of an attachment's ifb, for tests and `status`.
