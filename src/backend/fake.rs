@@ -140,8 +140,10 @@ impl Backend for FakeBackend {
                     state: n.state.clone(),
                     networks: n.networks.clone(),
                     image: None,
+                    image_id: None,
                 })
                 .collect(),
+            images: BTreeMap::new(),
         }))
     }
 

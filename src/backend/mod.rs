@@ -82,6 +82,11 @@ pub struct ObservedNode {
     /// was created from), when the backend can tell without extra calls.
     #[serde(default)]
     pub image: Option<String>,
+    /// The id of the image it runs (`sha256:…`), when the backend knows:
+    /// Docker's, so that a container whose tag was moved by a pull can be
+    /// told from one that runs the pulled image.
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// Everything of one lab the backend found.
@@ -89,6 +94,13 @@ pub struct ObservedNode {
 pub struct Observed {
     pub networks: Vec<ObservedNetwork>,
     pub nodes: Vec<ObservedNode>,
+    /// The container images of the file as the engine has them: the
+    /// image's id, or `None` when the engine does not have it. An image
+    /// not in the map was not looked at (the planner then plans no pull
+    /// for `pull: missing`). Filled by the engine through
+    /// [`Backend::image_id`], not by `observe`, which knows only the lab.
+    #[serde(default)]
+    pub images: BTreeMap<String, Option<String>>,
 }
 
 /// What only a VM needs to be created.
