@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::DockerBackend;
 use super::credentials::{self, registry_of, with_tag};
 use super::error::is_not_found;
-use crate::backend::{BackendError, OnPull, PullProgress, cause};
+use crate::backend::{BackendError, OnPull, PullProgress};
 
 /// The id of `image` on the engine (`sha256:…`), or `None` without it.
 ///
@@ -75,12 +75,12 @@ pub(super) async fn pull(
                 return Err(match e {
                     // The registry's answer, passed on by the engine:
                     // before the stream (no such repository, refused) or
-                    // in it (a manifest or layer that failed).
-                    Error::DockerStreamError { ref error } => {
-                        failed(error.trim().to_owned(), Some(cause(e)))
-                    }
-                    Error::DockerResponseServerError { ref message, .. } => {
-                        failed(message.trim().to_owned(), Some(cause(e)))
+                    // in it (a manifest or layer that failed). Its words
+                    // are the message; bollard's error around them would
+                    // only show them a second time.
+                    Error::DockerStreamError { error } => failed(error.trim().to_owned(), None),
+                    Error::DockerResponseServerError { message, .. } => {
+                        failed(message.trim().to_owned(), None)
                     }
                     other => backend.fail(format!("pull image {image}"), image, other),
                 });
