@@ -41,6 +41,7 @@ PACKAGES=(
     docker.io containerd runc tini iptables
     xz-utils            # docker.io Recommends: used for compressed image layers/imports
     docker-compose
+    docker-registry     # the pull tests run their own instance on loopback
     # libvirt + QEMU
     libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
     qemu-system-x86

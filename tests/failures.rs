@@ -24,6 +24,7 @@ nodes:
   ghost:
     kind: container
     image: benchscale/no-such-image:never
+    pull: never
     networks: [lan]
 "#,
     );

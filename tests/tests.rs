@@ -1,8 +1,8 @@
 //! The integration test binary: one module per area, linked once.
 //!
-//! `apply`, `drift`, `failures`, `health`, `lifecycle` and `limits` drive
-//! the `benchscale` binary against the real Docker engine through
-//! `lab::TestLab`;
+//! `apply`, `drift`, `failures`, `health`, `lifecycle`, `limits` and
+//! `pull` drive the `benchscale` binary against the real Docker engine
+//! through `lab::TestLab` (`pull` with a real registry on loopback too);
 //! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
 //! `conditions_kernel` puts network conditions on a veth pair in the real
@@ -30,6 +30,7 @@ mod lab;
 mod lifecycle;
 mod limits;
 mod long_names;
+mod pull;
 mod ssh;
 mod sshd;
 mod support;

@@ -63,12 +63,25 @@ pub enum BackendError {
         #[source]
         source: Option<Cause>,
     },
-    /// An image a node needs cannot be used: Docker does not have it (and
-    /// benchscale never pulls), or a VM's base image cannot be read.
+    /// An image a node needs cannot be used: Docker does not have it (a
+    /// node with `pull: never`, or one created outside an apply), or a
+    /// VM's base image cannot be read.
     #[error("image `{image}` is not available: {message}")]
     ImageMissing {
         daemon: Daemon,
         image: String,
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Docker could not pull a container image: the registry does not have
+    /// it, refused the credentials (or their absence), or cannot be
+    /// reached; or the user's Docker credentials cannot be read.
+    /// `message` is the registry's answer as the engine passed it on.
+    #[error("pull of image `{image}` from {registry} failed: {message}")]
+    PullFailed {
+        image: String,
+        registry: String,
         message: String,
         #[source]
         source: Option<Cause>,
@@ -219,12 +232,18 @@ fn help(error: &BackendError) -> Option<String> {
         E::ImageMissing {
             daemon: Daemon::Docker,
             ..
-        } => "build or load the image first (scripts/build-images.sh builds benchscale/busybox:latest), or fix the name".to_owned(),
+        } => "build or load the image first (scripts/build-images.sh builds benchscale/busybox:latest), fix the name, or let benchscale pull it (`pull: missing`, the default)".to_owned(),
         E::ImageMissing {
             daemon: Daemon::Libvirt,
             ..
         }
         | E::BaseImageMissing { .. } => vm_images.to_owned(),
+        E::PullFailed {
+            image,
+            registry,
+            message,
+            ..
+        } => pull_help(image, registry, message),
         E::LibvirtRemote { host, .. } => format!(
             "use an SSH transport, such as qemu+ssh://user@{host}/system (keyfile=, known_hosts= and no_verify= work as for libvirt), or run benchscale on {host} with qemu:///system"
         ),
@@ -238,6 +257,48 @@ fn help(error: &BackendError) -> Option<String> {
     Some(text)
 }
 
+/// What to do about a failed pull, by what the registry answered: the
+/// engine passes its words on in one string, so they are all there is to
+/// tell a wrong name from missing credentials or a registry out of reach.
+fn pull_help(image: &str, registry: &str, message: &str) -> String {
+    let said = |words: &[&str]| {
+        let message = message.to_ascii_lowercase();
+        words.iter().any(|w| message.contains(w))
+    };
+    let fix = if said(&[
+        "unauthorized",
+        "denied",
+        "authentication required",
+        "no basic auth credentials",
+        "credential",
+    ]) {
+        format!(
+            "log in to {registry} (`docker login {registry}`): benchscale reads the credentials of ~/.docker/config.json ($DOCKER_CONFIG/config.json when set) and runs its credential helpers; if the name is wrong, the registry may refuse it the same way"
+        )
+    } else if said(&[
+        "not found",
+        "manifest unknown",
+        "does not exist",
+        "name unknown",
+    ]) {
+        format!("check the image's name and tag: {registry} has no `{image}`")
+    } else if said(&[
+        "connection refused",
+        "dial tcp",
+        "no such host",
+        "timeout",
+        "network is unreachable",
+        "http response to https client",
+    ]) {
+        format!(
+            "{registry} cannot be reached from the Docker engine: check the registry's name and that it runs; a registry without TLS must be on loopback or in the engine's `insecure-registries`"
+        )
+    } else {
+        format!("check that `docker pull {image}` works")
+    };
+    format!("{fix}; or load the image into the engine and set `pull: never`. Nothing was created")
+}
+
 impl miette::Diagnostic for BackendError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         use BackendError as E;
@@ -245,6 +306,7 @@ impl miette::Diagnostic for BackendError {
             E::Ssh(ssh) => return ssh.code(),
             E::Unreachable { .. } => ("docker", "unreachable"),
             E::ImageMissing { daemon, .. } => (daemon.code(), "image_missing"),
+            E::PullFailed { .. } => ("docker", "pull_failed"),
             E::LibvirtUnreachable { .. } => ("libvirt", "unreachable"),
             E::LibvirtRemote { .. } => ("libvirt", "remote"),
             E::LibvirtHostSsh { .. } => ("libvirt", "host_ssh"),
@@ -310,6 +372,29 @@ mod tests {
         assert_eq!(copy.to_string(), "start VM a failed: boom");
         let source = std::error::Error::source(&copy).expect("a source");
         assert_eq!(source.to_string(), "boom");
+    }
+
+    #[test]
+    fn a_failed_pull_is_told_apart_by_the_registry_s_answer() {
+        let help = |message: &str| {
+            let error = BackendError::PullFailed {
+                image: "127.0.0.1:5000/x:1".into(),
+                registry: "127.0.0.1:5000".into(),
+                message: message.into(),
+                source: None,
+            };
+            assert_eq!(code(&error), "benchscale::docker::pull_failed");
+            error.help().map(|h| h.to_string()).unwrap_or_default()
+        };
+        let missing = help("manifest for 127.0.0.1:5000/x:1 not found: manifest unknown");
+        assert!(missing.contains("name and tag"), "{missing}");
+        let denied = help("unauthorized: authentication required");
+        assert!(denied.contains("docker login 127.0.0.1:5000"), "{denied}");
+        let away = help("Get \"http://127.0.0.1:5000/v2/\": dial tcp: connection refused");
+        assert!(away.contains("cannot be reached"), "{away}");
+        for text in [missing, denied, away, help("something else")] {
+            assert!(text.contains("pull: never") && text.contains("Nothing was created"));
+        }
     }
 
     #[test]

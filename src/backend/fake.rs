@@ -3,7 +3,7 @@
 //! It keeps networks and nodes in maps, records every mutating call, and
 //! answers `exec` by echoing the command, so captures are predictable.
 //! Commands containing `fail` exit 1; images containing `missing` are
-//! missing.
+//! missing until pulled, and those containing `nosuch` cannot be pulled.
 //!
 //! Built for the crate's unit tests and, with the `fake-backend` feature,
 //! for integration tests and examples. Integration tests of behaviour run
@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use super::{
     Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed,
-    ObservedNetwork, ObservedNode, RunState,
+    ObservedNetwork, ObservedNode, OnPull, RunState,
 };
 use crate::conditions::ConditionSet;
 use crate::conditions::dataplane::{Found, Links};
@@ -54,6 +54,8 @@ pub struct FakeState {
     pub vms: std::collections::BTreeSet<String>,
     /// Network conditions by (lab, node, network): (egress, ingress).
     pub conditions: BTreeMap<(String, String, String), (ConditionSet, ConditionSet)>,
+    /// Images pulled so far, to their id (pulls are also in `calls`).
+    pub pulled: BTreeMap<String, String>,
 }
 
 /// The fake backend.
@@ -144,9 +146,11 @@ impl Backend for FakeBackend {
                     state: n.state.clone(),
                     networks: n.networks.clone(),
                     image: None,
+                    image_id: None,
                 })
                 .collect(),
             conditions: Default::default(),
+            images: BTreeMap::new(),
         }))
     }
 
@@ -171,6 +175,45 @@ impl Backend for FakeBackend {
         } else {
             Ok(())
         }
+    }
+
+    /// Images containing `missing` are not there until pulled; the others
+    /// are, with an id made of their name.
+    async fn image_id(&self, image: &str) -> Result<Option<String>, BackendError> {
+        Ok(self.with(|s| match s.pulled.get(image) {
+            Some(id) => Some(id.clone()),
+            None if image.contains("missing") => None,
+            None => Some(format!("sha256:{image}")),
+        }))
+    }
+
+    /// Images containing `nosuch` are not in any registry; every other
+    /// pull succeeds after the delay, in one layer of 1000 bytes.
+    async fn pull(&self, image: &str, progress: OnPull<'_>) -> Result<String, BackendError> {
+        self.with(|s| s.calls.push(format!("pull {image}")));
+        let mut state = super::PullProgress {
+            layers: 1,
+            bytes_total: 1000,
+            ..Default::default()
+        };
+        progress(state);
+        self.busy().await;
+        if image.contains("nosuch") {
+            return Err(BackendError::PullFailed {
+                image: image.into(),
+                registry: "docker.io".into(),
+                message: format!("manifest for {image} not found: manifest unknown"),
+                source: None,
+            });
+        }
+        state.layers_done = 1;
+        state.bytes_done = 1000;
+        progress(state);
+        Ok(self.with(|s| {
+            let id = format!("sha256:pulled-{image}");
+            s.pulled.insert(image.into(), id.clone());
+            id
+        }))
     }
 
     async fn create_network(
@@ -203,7 +246,8 @@ impl Backend for FakeBackend {
     async fn create(&self, request: &CreateRequest) -> Result<String, BackendError> {
         self.busy().await;
         self.with(|s| s.requests.push(request.clone()));
-        if request.image.contains("missing") {
+        let pulled = self.with(|s| s.pulled.contains_key(&request.image));
+        if request.image.contains("missing") && !pulled {
             return Err(BackendError::ImageMissing {
                 daemon: Daemon::Docker,
                 image: request.image.clone(),

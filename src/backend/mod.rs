@@ -91,6 +91,11 @@ pub struct ObservedNode {
     /// was created from), when the backend can tell without extra calls.
     #[serde(default)]
     pub image: Option<String>,
+    /// The id of the image it runs (`sha256:…`), when the backend knows:
+    /// Docker's, so that a container whose tag was moved by a pull can be
+    /// told from one that runs the pulled image.
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// Everything of one lab the backend found.
@@ -103,6 +108,13 @@ pub struct Observed {
     /// [`Backend::conditions`]); a node absent here was not looked at.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub conditions: BTreeMap<String, BTreeMap<String, dataplane::Found>>,
+    /// The container images of the file as the engine has them: the
+    /// image's id, or `None` when the engine does not have it. An image
+    /// not in the map was not looked at (the planner then plans no pull
+    /// for `pull: missing`). Filled by the engine through
+    /// [`Backend::image_id`], not by `observe`, which knows only the lab.
+    #[serde(default)]
+    pub images: BTreeMap<String, Option<String>>,
 }
 
 /// What only a VM needs to be created.
@@ -154,6 +166,21 @@ pub struct CreateRequest {
     pub container: Option<ContainerRequest>,
 }
 
+/// How far a pull has got: its layers, and their bytes summed. A layer's
+/// size is known only once its download starts, so `bytes_total` grows
+/// while layers wait; a layer the engine already had counts as done with
+/// no bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PullProgress {
+    pub layers: usize,
+    pub layers_done: usize,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Told of a pull's progress as it changes.
+pub type OnPull<'a> = &'a (dyn Fn(PullProgress) + Send + Sync);
+
 /// A node's state right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeStatus {
@@ -201,6 +228,56 @@ pub trait Backend: Send + Sync + 'static {
         image: &str,
         kind: NodeKind,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// The id of container image `image` on the engine, or `None` when
+    /// the engine does not have it. Only container backends have images
+    /// by name; the default says so.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot be asked.
+    fn image_id(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        let image = image.to_owned();
+        async move {
+            Err(BackendError::refused(
+                Daemon::Libvirt,
+                format!("look up image {image}"),
+                "only container images are pulled",
+            ))
+        }
+    }
+    /// Pulls container image `image` from its registry with the user's
+    /// Docker credentials, telling `progress` as its layers come in;
+    /// returns the image's id once the engine has it.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::PullFailed`] with the registry's answer.
+    ///
+    /// # Idempotency
+    ///
+    /// Pulling an image the engine has already asks the registry again and
+    /// downloads only layers the engine lacks.
+    ///
+    /// # Cancellation
+    ///
+    /// Dropping the future stops waiting; the engine may finish the pull.
+    fn pull(
+        &self,
+        image: &str,
+        _progress: OnPull<'_>,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send {
+        let image = image.to_owned();
+        async move {
+            Err(BackendError::refused(
+                Daemon::Libvirt,
+                format!("pull image {image}"),
+                "only container images are pulled",
+            ))
+        }
+    }
     /// Creates a network; returns its id.
     fn create_network(
         &self,

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use super::docker::DockerBackend;
 use super::libvirt::{DOMAIN_ID_PREFIX, LibvirtBackend, NETWORK_ID_PREFIX};
-use super::{Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed};
+use super::{
+    Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed, OnPull,
+};
 use crate::topology::model::{Network, NodeKind};
 
 /// Docker and libvirt, each if connected.
@@ -111,6 +113,20 @@ impl Backend for Router {
         match self.pick(daemon_of_kind(kind))? {
             Picked::Docker(d) => d.check_image(image, kind).await,
             Picked::Libvirt(l) => l.check_image(image, kind).await,
+        }
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>, BackendError> {
+        match self.pick(Daemon::Docker)? {
+            Picked::Docker(d) => d.image_id(image).await,
+            Picked::Libvirt(l) => l.image_id(image).await,
+        }
+    }
+
+    async fn pull(&self, image: &str, progress: OnPull<'_>) -> Result<String, BackendError> {
+        match self.pick(Daemon::Docker)? {
+            Picked::Docker(d) => d.pull(image, progress).await,
+            Picked::Libvirt(l) => l.pull(image, progress).await,
         }
     }
 

@@ -404,9 +404,23 @@ fn print_plan(plan: &Plan) {
     let changes: Vec<_> = plan.changes().collect();
     if !plan.has_changes() {
         println!("lab {}: no changes; the lab matches the file", plan.lab);
+        // `pull: always` images are pulled all the same; a node is
+        // re-created only if the registry has another image by then.
+        for p in &plan.pulls {
+            println!("  {} is pulled again on apply (pull: always)", p.image);
+        }
         return;
     }
     println!("{:<9} {:<10} {:<24} REASON", "ACTION", "KIND", "NAME");
+    for p in &plan.pulls {
+        println!(
+            "{:<9} {:<10} {:<24} {}",
+            "pull",
+            "image",
+            p.image,
+            p.reason.as_str()
+        );
+    }
     for c in &changes {
         let kind = serde_json::to_value(c.kind)
             .ok()
@@ -461,8 +475,16 @@ fn print_plan(plan: &Plan) {
             plan.conditions.len()
         )
     };
+    let pulls = if plan.pulls.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} to pull; ",
+            super::commands::plural(plan.pulls.len(), "image")
+        )
+    };
     println!(
-        "\nPlan: {} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes{health}.",
+        "\nPlan: {pulls}{} to create, {} to replace, {} to start, {} to delete; steps to run on {} nodes{health}.",
         count(Action::Create),
         count(Action::Replace),
         count(Action::Start),

@@ -1,17 +1,56 @@
 //! The progress display, an event sink (see [`crate::report`]): a spinner with the latest news on a terminal,
 //! plain lines otherwise (CI logs). Everything goes to stderr, so that
 //! `-o json` output on stdout stays clean.
+//!
+//! Pulls get a line each on a terminal while they run (layers and bytes);
+//! in plain output only their start and end are printed, so that a log
+//! does not fill with progress.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::exec::Event;
 use crate::report::Sink;
 
+/// A pull's progress: `2/3 layers, 1.20 MiB/4.50 MiB`.
+fn pull_progress(layers_done: usize, layers: usize, done: u64, total: u64) -> String {
+    format!(
+        "{layers_done}/{layers} layers, {}/{}",
+        HumanBytes(done),
+        HumanBytes(total)
+    )
+}
+
 fn line(event: &Event) -> Option<String> {
     Some(match event {
+        Event::PullStarted { image, reason } => format!("pull {image}: started ({reason})"),
+        Event::PullProgress {
+            image,
+            layers,
+            layers_done,
+            bytes_done,
+            bytes_total,
+        } => format!(
+            "pull {image}: {}",
+            pull_progress(*layers_done, *layers, *bytes_done, *bytes_total)
+        ),
+        Event::PullFinished {
+            image,
+            elapsed,
+            layers,
+            bytes,
+            updated,
+            ..
+        } => format!(
+            "pull {image}: done in {:.1}s ({layers} layers, {}{})",
+            elapsed.as_secs_f64(),
+            HumanBytes(*bytes),
+            if *updated { "" } else { "; image unchanged" }
+        ),
+        Event::PullFailed { image, .. } => format!("pull {image}: FAILED"),
         Event::NetworkCreated { name } => format!("network {name}: created"),
         Event::NetworkRemoved { name } => format!("network {name}: removed"),
         Event::NodeDeleted { name, reason } => format!("{name}: removed ({reason})"),
@@ -49,14 +88,18 @@ fn line(event: &Event) -> Option<String> {
 /// plain lines otherwise; nothing when quiet (`-o json`).
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Holds the spinner and one line per pull running, on a terminal.
+    multi: Option<MultiProgress>,
+    pulls: HashMap<String, ProgressBar>,
     quiet: bool,
     ready: usize,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new_spinner();
+        let multi = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
+        let bar = multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {elapsed} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -66,9 +109,45 @@ impl Progress {
         });
         Self {
             bar,
+            multi,
+            pulls: HashMap::new(),
             quiet,
             ready: 0,
         }
+    }
+
+    /// Shows a pull event on its own line of a terminal; false when there
+    /// is no terminal, or the event is no pull's.
+    fn pull_line(&mut self, event: &Event, text: &str) -> bool {
+        let (Some(multi), Some(bar)) = (&self.multi, &self.bar) else {
+            return false;
+        };
+        match event {
+            Event::PullStarted { image, .. } => {
+                let line = multi.insert_before(bar, ProgressBar::new_spinner());
+                line.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                line.enable_steady_tick(Duration::from_millis(120));
+                line.set_message(text.to_owned());
+                self.pulls.insert(image.clone(), line);
+            }
+            Event::PullProgress { image, .. } => {
+                if let Some(line) = self.pulls.get(image) {
+                    line.set_message(text.to_owned());
+                }
+            }
+            Event::PullFinished { image, .. } | Event::PullFailed { image, .. } => {
+                if let Some(line) = self.pulls.remove(image) {
+                    line.finish_and_clear();
+                    multi.remove(&line);
+                }
+                let _ = multi.println(text);
+            }
+            _ => return false,
+        }
+        true
     }
 }
 
@@ -81,6 +160,12 @@ impl Sink for Progress {
             self.ready += 1;
         }
         let Some(text) = line(event) else { return };
+        if self.pull_line(event, &text) {
+            return;
+        }
+        if matches!(event, Event::PullProgress { .. }) && self.bar.is_none() {
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 // Milestones stay on screen; the rest only passes by.
@@ -102,6 +187,9 @@ impl Sink for Progress {
     }
 
     fn finish(&mut self) {
+        for (_, line) in self.pulls.drain() {
+            line.finish_and_clear();
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

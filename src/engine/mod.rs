@@ -23,7 +23,7 @@ pub use status::{LabStatus, LabSummary, NodeHealth, NodeStatusReport};
 use crate::backend::docker::DockerBackend;
 use crate::backend::libvirt::{LibvirtBackend, Settings};
 use crate::backend::router::Router;
-use crate::backend::{Backend, BackendError, ExecOutput};
+use crate::backend::{Backend, BackendError, ExecOutput, Observed};
 use crate::config::Config;
 use crate::exec::{self, Event, EventSink, NodeEnd, Outcome, Prior};
 use crate::plan::{Action, Plan, diff};
@@ -40,15 +40,20 @@ pub enum EngineError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Registry(#[from] RegistryError),
-    /// Images a node needs are missing; nothing was created.
+    /// Images a node needs are missing and are not pulled (VM base
+    /// images, container images with `pull: never`); nothing was created.
     #[error("{0}")]
     #[diagnostic(
         code(benchscale::engine::image_missing),
         help(
-            "build or load the images first (scripts/build-images.sh builds the container image benchscale/busybox:latest, scripts/build-vm-images.sh the VM guests), or fix the names; nothing was created"
+            "build or load the images first (scripts/build-images.sh builds the container image benchscale/busybox:latest, scripts/build-vm-images.sh the VM guests), fix the names, or let benchscale pull a container image (`pull: missing`, the default, instead of `pull: never`); nothing was created"
         )
     )]
     ImagesMissing(String),
+    /// Several pulls failed; each error says why. Nothing was created.
+    #[error("{} images could not be pulled; nothing was created", .0.len())]
+    #[diagnostic(code(benchscale::engine::pulls_failed))]
+    PullsFailed(#[related] Vec<BackendError>),
     /// The lab or node is not known.
     #[error("{what} not found")]
     #[diagnostic(
@@ -217,8 +222,30 @@ impl<B: Backend> Engine<B> {
         let lab_name = topology.name.clone();
         let record = self.blocking(move |r| r.load(&lab_name)).await?;
         let mut observed = self.backend.observe(&topology.name).await?;
+        self.observe_images(topology, &mut observed).await?;
         conditions::observe(&*self.backend, topology, &mut observed).await?;
         Ok(diff(topology, &observed, record.as_ref()))
+    }
+
+    /// Asks the backend, all at once, what it has of each container image
+    /// of the file, into `observed.images`.
+    async fn observe_images(
+        &self,
+        topology: &Topology,
+        observed: &mut Observed,
+    ) -> Result<(), BackendError> {
+        let images: BTreeSet<&str> = topology
+            .nodes
+            .values()
+            .filter(|n| n.kind == NodeKind::Container)
+            .map(|n| n.image.as_str())
+            .collect();
+        let ids = futures_util::future::try_join_all(images.into_iter().map(|image| async move {
+            Ok::<_, BackendError>((image.to_owned(), self.backend.image_id(image).await?))
+        }))
+        .await?;
+        observed.images.extend(ids);
+        Ok(())
     }
 
     /// Makes the lab match the topology.
@@ -249,9 +276,33 @@ impl<B: Backend> Engine<B> {
             .load(&lab)?
             .unwrap_or_else(|| LabRecord::new(&lab));
         let mut observed = self.backend.observe(&lab).await?;
+        self.observe_images(&topology, &mut observed).await?;
         let shaped = conditions::observe(&*self.backend, &topology, &mut observed).await?;
-        let plan = diff(&topology, &observed, Some(&record));
-        self.check_images(&topology, &plan).await?;
+        let mut plan = diff(&topology, &observed, Some(&record));
+        self.check_images(&topology, &plan, &observed).await?;
+        if !plan.pulls.is_empty() {
+            let pulled = exec::pull::pull(
+                &self.backend,
+                &plan.pulls,
+                &observed.images,
+                &options.cancel,
+                &events,
+            )
+            .await
+            .map_err(|mut errors| match errors.len() {
+                1 => EngineError::Backend(errors.remove(0)),
+                _ => EngineError::PullsFailed(errors),
+            })?;
+            // What the pulls brought may make `pull: always` containers
+            // out of date: plan again with it, and keep saying what was
+            // pulled.
+            observed
+                .images
+                .extend(pulled.into_iter().map(|(image, id)| (image, Some(id))));
+            let pulls = std::mem::take(&mut plan.pulls);
+            plan = diff(&topology, &observed, Some(&record));
+            plan.pulls = pulls;
+        }
         let prior = Prior::from_record(&record);
         let topology = Arc::new(topology);
         let plan = Arc::new(plan);
@@ -346,7 +397,15 @@ impl<B: Backend> Engine<B> {
         })
     }
 
-    async fn check_images(&self, topology: &Topology, plan: &Plan) -> Result<(), EngineError> {
+    /// Fails when a node to be created needs an image that is not there
+    /// and will not be pulled: a VM's base image, or a container image
+    /// with `pull: never` (container images were looked at already).
+    async fn check_images(
+        &self,
+        topology: &Topology,
+        plan: &Plan,
+        observed: &Observed,
+    ) -> Result<(), EngineError> {
         let images: BTreeSet<(&str, NodeKind)> = plan
             .nodes
             .iter()
@@ -356,6 +415,13 @@ impl<B: Backend> Engine<B> {
             .collect();
         let mut missing = Vec::new();
         for (image, kind) in images {
+            if kind == NodeKind::Container {
+                let absent = observed.images.get(image) == Some(&None);
+                if absent && !plan.pulls.iter().any(|p| p.image == image) {
+                    missing.push(format!("`{image}`"));
+                }
+                continue;
+            }
             match self.backend.check_image(image, kind).await {
                 Ok(()) => {}
                 Err(BackendError::ImageMissing { image, .. }) => missing.push(format!("`{image}`")),
@@ -509,5 +575,7 @@ fn first_error(outcome: &Outcome) -> Option<String> {
 
 #[cfg(test)]
 mod conditions_tests;
+#[cfg(test)]
+mod pull_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,36 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A pull of a container image began; `reason` is `missing` or
+    /// `always`, as the plan says.
+    PullStarted {
+        image: String,
+        reason: String,
+    },
+    /// How far a pull got: its layers and their bytes summed. A few a
+    /// second at most per image, and one whenever a layer is done.
+    PullProgress {
+        image: String,
+        layers: usize,
+        layers_done: usize,
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    /// A pull ended well: the image's id, whether it differs from what
+    /// the engine had before, and the pull's size.
+    PullFinished {
+        image: String,
+        id: String,
+        updated: bool,
+        elapsed: Duration,
+        layers: usize,
+        bytes: u64,
+    },
+    /// A pull failed; the apply stops before it changes anything.
+    PullFailed {
+        image: String,
+        error: String,
+    },
     NetworkCreated {
         name: String,
     },

@@ -1,6 +1,8 @@
 //! The executor: carries out a plan against a backend.
 //!
-//! It removes what must go, makes the networks, then walks the nodes in
+//! First it pulls the images the plan names ([`pull::pull`], which the
+//! engine runs before [`apply`]: a failed pull stops everything). Then it
+//! removes what must go, makes the networks, then walks the nodes in
 //! dependency order with bounded parallelism: each node starts as soon as
 //! what it waits for reached its condition (`created`, `started`, `healthy`,
 //! `provisioned`). A failed node's dependents are skipped; the root error is
@@ -10,6 +12,7 @@ mod dispatcher;
 pub mod events;
 pub mod health;
 mod node;
+pub mod pull;
 mod stages;
 pub mod steps;
 pub mod substitute;

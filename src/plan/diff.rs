@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::hash::{NodeSpecV1, health_hash, network_hash, node_matches, step_hash};
 use super::{
-    Action, Change, ConditionRun, HealthReason, HealthRun, Plan, Reason, ResourceKind, StepRun,
+    Action, Change, ConditionRun, HealthReason, HealthRun, Plan, Pull, PullReason, Reason,
+    ResourceKind, StepRun,
 };
 use crate::backend::{Observed, ObservedNode, RunState};
 use crate::registry::LabRecord;
-use crate::topology::model::{Node, NodeKind, Topology};
+use crate::topology::model::{Node, NodeKind, NodeSpec, PullPolicy, Topology};
 
 fn node_kind(kind: NodeKind) -> ResourceKind {
     match kind {
@@ -57,6 +58,15 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         }
     }
 
+    let pulls = pulls(topology, &observed.images);
+    let always = Always {
+        images: pulls
+            .iter()
+            .filter(|p| p.reason == PullReason::Always)
+            .map(|p| p.image.as_str())
+            .collect(),
+        ids: &observed.images,
+    };
     let mut by_name: HashMap<&str, Vec<&ObservedNode>> = HashMap::new();
     for obs in &observed.nodes {
         by_name.entry(obs.name.as_str()).or_default().push(obs);
@@ -99,7 +109,8 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         let (action, reason, id) = match found.first() {
             None => (Action::Create, Reason::Missing, None),
             Some(obs) => {
-                let (action, reason) = node_change(node, obs, recorded, &replaced_networks);
+                let (action, reason) =
+                    node_change(node, obs, recorded, &replaced_networks, &always);
                 (action, reason, Some(obs.id.clone()))
             }
         };
@@ -174,6 +185,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
     }
     Plan {
         lab: topology.name.clone(),
+        pulls,
         networks,
         nodes,
         steps,
@@ -206,11 +218,67 @@ fn condition_runs(
         .collect()
 }
 
+/// The images to pull, each once, in the order the file first names them.
+/// Nodes that share an image may disagree on when to pull it: the most
+/// eager policy wins (`always` over `missing` over `never`), since every
+/// one of them runs what that pull brings.
+fn pulls(topology: &Topology, images: &BTreeMap<String, Option<String>>) -> Vec<Pull> {
+    let mut wanted: indexmap::IndexMap<&str, (PullPolicy, Vec<String>)> = indexmap::IndexMap::new();
+    for node in topology.nodes.values() {
+        let NodeSpec::Container(spec) = &node.spec else {
+            continue;
+        };
+        let entry = wanted
+            .entry(node.image.as_str())
+            .or_insert((spec.pull, Vec::new()));
+        entry.0 = entry.0.max(spec.pull);
+        entry.1.push(node.name.clone());
+    }
+    wanted
+        .into_iter()
+        .filter_map(|(image, (policy, nodes))| {
+            let reason = match policy {
+                PullPolicy::Always => PullReason::Always,
+                // Only an image seen missing: one not looked at is not.
+                PullPolicy::Missing if images.get(image) == Some(&None) => PullReason::Missing,
+                PullPolicy::Missing | PullPolicy::Never => return None,
+            };
+            Some(Pull {
+                image: image.to_owned(),
+                reason,
+                nodes,
+            })
+        })
+        .collect()
+}
+
+/// The images pulled on every apply, and what the engine has of each.
+struct Always<'a> {
+    images: HashSet<&'a str>,
+    ids: &'a BTreeMap<String, Option<String>>,
+}
+
+impl Always<'_> {
+    /// Whether the container runs another image than the one its image's
+    /// name stands for now, when that image is pulled on every apply.
+    /// Only `always` compares: with `missing` or `never` the file asks for
+    /// whatever the engine has, and a tag moved on the engine (a local
+    /// rebuild, a `docker pull` by hand) leaves running containers alone,
+    /// as before pulls existed.
+    fn updated(&self, node: &Node, obs: &ObservedNode) -> bool {
+        let current = self.ids.get(&node.image).and_then(Option::as_deref);
+        node.kind == NodeKind::Container
+            && self.images.contains(node.image.as_str())
+            && matches!((obs.image_id.as_deref(), current), (Some(runs), Some(now)) if runs != now)
+    }
+}
+
 fn node_change(
     node: &Node,
     obs: &ObservedNode,
     recorded: Option<&crate::registry::NodeRecord>,
     replaced_networks: &HashSet<String>,
+    always: &Always<'_>,
 ) -> (Action, Reason) {
     if !node_matches(&obs.spec_hash, node) {
         let fields = recorded
@@ -231,6 +299,14 @@ fn node_change(
             Action::Replace,
             Reason::SpecChanged {
                 fields: vec![format!("image (runs {image})")],
+            },
+        );
+    }
+    if always.updated(node, obs) {
+        return (
+            Action::Replace,
+            Reason::ImageUpdated {
+                image: node.image.clone(),
             },
         );
     }

@@ -176,6 +176,15 @@ mod tests {
     }
 
     #[test]
+    fn the_pull_policy_is_not_part_of_the_hash() {
+        let base = "name: h\nnodes:\n  a:\n    kind: container\n    image: x\n";
+        for policy in ["missing", "always", "never"] {
+            let with_pull = format!("{base}    pull: {policy}\n");
+            assert_eq!(node_hash(&node(base)), node_hash(&node(&with_pull)));
+        }
+    }
+
+    #[test]
     fn limits_change_the_hash_and_are_named_but_unset_ones_hash_as_before() {
         let base = "name: h\nnodes:\n  a:\n    kind: container\n    image: x\n";
         // The hash of this node before limits and mounts existed: nodes

@@ -61,6 +61,10 @@ pub enum Reason {
     NotInTopology,
     /// A second resource for the same name.
     Duplicate,
+    /// `pull: always`, and the container runs another image than the
+    /// one its image's name stands for on the engine now (a pull brought
+    /// a newer one).
+    ImageUpdated { image: String },
     /// Matches the file.
     UpToDate,
 }
@@ -77,6 +81,9 @@ impl std::fmt::Display for Reason {
             Reason::Broken { state } => write!(f, "in state {state}"),
             Reason::NotInTopology => write!(f, "not in the topology"),
             Reason::Duplicate => write!(f, "duplicate"),
+            Reason::ImageUpdated { image } => {
+                write!(f, "image {image} was updated (pull: always)")
+            }
             Reason::UpToDate => write!(f, "up to date"),
         }
     }
@@ -140,6 +147,36 @@ pub struct HealthRun {
     pub reason: HealthReason,
 }
 
+/// Why an image is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullReason {
+    /// The engine does not have it (`pull: missing`).
+    Missing,
+    /// `pull: always`: pulled on every apply, whether the engine has it
+    /// or not. Not a change by itself: the registry may well have the same
+    /// image, and a plan of a lab with such images could never be empty.
+    Always,
+}
+
+impl PullReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullReason::Missing => "missing",
+            PullReason::Always => "always",
+        }
+    }
+}
+
+/// A container image the apply pulls before it creates anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pull {
+    pub image: String,
+    pub reason: PullReason,
+    /// The nodes that run it, in file order.
+    pub nodes: Vec<String>,
+}
+
 /// The plan for one lab.
 /// Network conditions of an unchanged node's link that the kernel does
 /// not apply as declared; the apply sets them in place.
@@ -174,6 +211,8 @@ impl ConditionRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub lab: String,
+    /// Images to pull, each once, before anything else happens.
+    pub pulls: Vec<Pull>,
     pub networks: Vec<Change>,
     pub nodes: Vec<Change>,
     pub steps: Vec<StepRun>,
@@ -192,12 +231,15 @@ impl Plan {
             .filter(|c| c.action != Action::NoChange)
     }
 
-    /// Whether applying would do anything, steps included.
+    /// Whether applying would do anything, steps and pulls of missing
+    /// images included (`pull: always` alone is no change: see
+    /// [`PullReason::Always`]).
     pub fn has_changes(&self) -> bool {
         self.changes().next().is_some()
             || !self.steps.is_empty()
             || !self.health.is_empty()
             || !self.conditions.is_empty()
+            || self.pulls.iter().any(|p| p.reason == PullReason::Missing)
     }
 
     /// The change planned for a node of the topology.
@@ -215,20 +257,20 @@ impl Plan {
             ResourceKind::Container => "container",
             ResourceKind::Vm => "vm",
         };
-        let mut out: Vec<String> = self
-            .networks
+        let pulls = self
+            .pulls
             .iter()
-            .chain(&self.nodes)
-            .map(|c| {
-                format!(
-                    "{} {} {}: {}",
-                    c.action.as_str(),
-                    kind(c.kind),
-                    c.name,
-                    c.reason
-                )
-            })
-            .collect();
+            .map(|p| format!("pull {} ({})", p.image, p.reason.as_str()));
+        let mut out: Vec<String> = pulls.collect();
+        out.extend(self.networks.iter().chain(&self.nodes).map(|c| {
+            format!(
+                "{} {} {}: {}",
+                c.action.as_str(),
+                kind(c.kind),
+                c.name,
+                c.reason
+            )
+        }));
         for c in &self.conditions {
             out.push(format!(
                 "set conditions of {} on {}: {}",

@@ -108,3 +108,34 @@ fn plans_match_their_golden_files() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_pull_of_a_missing_image_is_a_change_and_a_pull_on_every_apply_is_not() {
+    let text = "name: p\nnodes:\n  a: {kind: container, image: x, pull: PULL}\n";
+    let plan_for = |policy: &str, image: Option<&str>| {
+        let text = text.replace("PULL", policy);
+        let topology = load_str(Path::new("t.yaml"), &text, &AnyFile).unwrap();
+        let mut observed = Observed::default();
+        observed.images.insert("x".into(), image.map(str::to_owned));
+        // The node exists and runs that image, so only the pull can count.
+        observed.nodes.push(crate::backend::ObservedNode {
+            id: "c1".into(),
+            name: "a".into(),
+            kind: crate::topology::model::NodeKind::Container,
+            spec_hash: node_hash(&topology.nodes["a"]),
+            state: crate::backend::RunState::Running,
+            networks: Default::default(),
+            image: Some("x".into()),
+            image_id: image.map(str::to_owned),
+        });
+        diff(&topology, &observed, None)
+    };
+    let missing = plan_for("missing", None);
+    assert_eq!(missing.lines()[0], "pull x (missing)");
+    assert!(missing.has_changes());
+    assert!(plan_for("missing", Some("sha256:1")).pulls.is_empty());
+    let always = plan_for("always", Some("sha256:1"));
+    assert_eq!(always.lines()[0], "pull x (always)");
+    assert!(!always.has_changes(), "{:?}", always.lines());
+    assert!(plan_for("never", None).pulls.is_empty());
+}

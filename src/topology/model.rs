@@ -109,6 +109,34 @@ pub struct ContainerSpec {
     /// Capabilities to add, as written.
     pub cap_add: Vec<String>,
     pub privileged: bool,
+    /// When the image is pulled. Not part of the container's spec hash:
+    /// changing it re-creates nothing.
+    pub pull: PullPolicy,
+}
+
+/// When a container's image is pulled from its registry.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Never: an image the engine does not have is an error.
+    Never,
+    /// When the engine does not have the image.
+    #[default]
+    Missing,
+    /// On every apply.
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+        }
+    }
 }
 
 /// A bind mount of a file or folder of this machine into a container.

@@ -100,6 +100,20 @@ pub struct RawContainerDefaults {
     pub cap_add: Option<Vec<String>>,
     /// Run privileged.
     pub privileged: Option<bool>,
+    /// When to pull the image: `missing` (default), `always` or `never`.
+    pub pull: Option<RawPull>,
+}
+
+/// When a container's image is pulled from its registry: `missing` (when
+/// the engine does not have it), `always` (on every apply) or `never` (a
+/// missing image is an error).
+// Variants carry no doc comments, as for `RawKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPull {
+    Missing,
+    Always,
+    Never,
 }
 
 /// Defaults for virtual machines.
@@ -183,6 +197,9 @@ pub struct RawNode {
     pub cap_add: Option<Vec<String>>,
     /// Containers: run privileged.
     pub privileged: Option<bool>,
+    /// Containers: when to pull the image: `missing` (default: when the
+    /// engine does not have it), `always` (on every apply) or `never`.
+    pub pull: Option<RawPull>,
     /// VMs: direct kernel boot.
     pub boot: Option<RawBoot>,
     /// VMs: virtual CPUs.

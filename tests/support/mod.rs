@@ -17,6 +17,8 @@
 //! - `docker`, `libvirt`: the docker and virsh CLIs, which benchscale
 //!   never uses, to look at the engines independently of it.
 //! - `files`: fixtures and example topologies of the repository.
+//! - `registry`: a real image registry on loopback, and images pushed to
+//!   it, for the pull tests.
 //!
 //! A test that needs a lab uses `TestLab` (Docker) or `VmLab` (libvirt),
 //! both built on [`LabBase`]; one that drives a backend directly holds a
@@ -30,6 +32,7 @@ mod docker;
 mod files;
 mod libvirt;
 mod names;
+mod registry;
 mod scratch;
 mod spawned;
 mod status;
@@ -43,6 +46,7 @@ pub use docker::{IMAGE, LABEL_LAB, docker, docker_ok, now, require_docker};
 pub use files::{fixture_dirs, relative, yaml_files};
 pub use libvirt::{BASE, URI, owned, require, virsh, virsh_ok};
 pub use names::{Backends, Lease, exclusive};
+pub use registry::{Registry, TestImage};
 pub use scratch::Scratch;
 pub use spawned::Spawned;
 pub use status::LabCli;

@@ -11,15 +11,20 @@
 //! - `containers.rs`: the life cycle of one container;
 //! - `exec.rs`: commands in a container and its log;
 //! - `copy.rs`: copying a file into a container;
+//! - `pull.rs`: images: whether the engine has one, and pulling one;
+//! - `credentials.rs`: registry credentials from the user's Docker
+//!   configuration;
 //! - `time.rs`: the engine's timestamps.
 
 mod containers;
 mod copy;
+mod credentials;
 mod error;
 mod exec;
 mod links;
 mod networks;
 mod observe;
+mod pull;
 mod time;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +36,7 @@ use std::time::Duration;
 use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
 
 use self::error::error_chain;
-use super::{Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed};
+use super::{Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observed, OnPull};
 use crate::topology::model::{Network, NodeKind};
 
 /// How long `connect` waits for the daemon to answer before it gives up.
@@ -224,6 +229,14 @@ impl Backend for DockerBackend {
 
     async fn check_image(&self, image: &str, _kind: NodeKind) -> Result<(), BackendError> {
         containers::check_image(self, image).await
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>, BackendError> {
+        pull::image_id(self, image).await
+    }
+
+    async fn pull(&self, image: &str, progress: OnPull<'_>) -> Result<String, BackendError> {
+        pull::pull(self, image, progress).await
     }
 
     async fn create_network(

@@ -70,6 +70,7 @@ pub(super) async fn observe(backend: &DockerBackend, lab: &str) -> Result<Observ
     Ok(Observed {
         networks: observed_networks,
         nodes,
+        images: BTreeMap::new(),
         ..Observed::default()
     })
 }
@@ -149,6 +150,7 @@ fn observed_node(container: &ContainerSummary, lab_networks: &LabNetworks) -> Op
             .map(|e| node_networks(e, lab_networks))
             .unwrap_or_default(),
         image: container.image.clone(),
+        image_id: container.image_id.clone(),
     })
 }
 

@@ -86,6 +86,7 @@ pub(super) async fn observe(backend: &LibvirtBackend, lab: &str) -> Result<Obser
                 state,
                 networks,
                 image: None,
+                image_id: None,
             });
         }
         Ok(observed)

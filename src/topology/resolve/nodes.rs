@@ -15,10 +15,11 @@ use crate::diagnostics::Diagnostic;
 use crate::topology::duration;
 use crate::topology::model::{
     Attachment, Boot, Command, Condition, ContainerSpec, HealthCheck, Node, NodeKind, NodeSpec,
-    Probe, VmSpec,
+    Probe, PullPolicy, VmSpec,
 };
 use crate::topology::raw::{
-    RawAttachments, RawCondition, RawDependsOn, RawDuration, RawKind, RawNode, RawRun, RawTopology,
+    RawAttachments, RawCondition, RawDependsOn, RawDuration, RawKind, RawNode, RawPull, RawRun,
+    RawTopology,
 };
 use crate::topology::spans::pointer;
 
@@ -52,6 +53,14 @@ fn kind_of(raw: RawKind) -> NodeKind {
     match raw {
         RawKind::Container => NodeKind::Container,
         RawKind::Vm => NodeKind::Vm,
+    }
+}
+
+fn pull_of(raw: RawPull) -> PullPolicy {
+    match raw {
+        RawPull::Missing => PullPolicy::Missing,
+        RawPull::Always => PullPolicy::Always,
+        RawPull::Never => PullPolicy::Never,
     }
 }
 
@@ -131,9 +140,14 @@ fn resolve_node(
                 .command
                 .clone()
                 .or_else(|| defaults.and_then(|d| d.command.clone()));
+            let pull = node
+                .pull
+                .or_else(|| defaults.and_then(|d| d.pull))
+                .map_or(PullPolicy::default(), pull_of);
             let mut spec = ContainerSpec {
                 command,
                 env,
+                pull,
                 ..ContainerSpec::default()
             };
             let keys = Keys::of_node(name, node);
@@ -370,6 +384,7 @@ fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut C
             ("tmpfs", node.tmpfs.is_some()),
             ("cap_add", node.cap_add.is_some()),
             ("privileged", node.privileged.is_some()),
+            ("pull", node.pull.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -499,4 +514,39 @@ pub(super) fn captures(node: &RawNode) -> HashMap<String, usize> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::topology::model::{NodeSpec, PullPolicy};
+    use crate::topology::{AnyFile, load_str};
+
+    fn pulls(text: &str) -> Vec<PullPolicy> {
+        let topology = load_str(Path::new("t.yaml"), text, &AnyFile).unwrap();
+        topology
+            .nodes
+            .values()
+            .filter_map(|n| match &n.spec {
+                NodeSpec::Container(c) => Some(c.pull),
+                NodeSpec::Vm(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pull_is_missing_unless_the_node_or_the_defaults_say_otherwise() {
+        let nodes = "nodes:\n  a: {kind: container, image: x}\n  b: {kind: container, image: x, pull: never}\n";
+        assert_eq!(
+            pulls(&format!("name: p\n{nodes}")),
+            [PullPolicy::Missing, PullPolicy::Never]
+        );
+        assert_eq!(
+            pulls(&format!(
+                "name: p\ndefaults:\n  container: {{pull: always}}\n{nodes}"
+            )),
+            [PullPolicy::Always, PullPolicy::Never]
+        );
+    }
 }
