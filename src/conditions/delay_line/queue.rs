@@ -21,6 +21,9 @@ use super::schedule::{self, Line, Rng, Rules};
 /// Packets the kernel keeps for the queue, held ones included; beyond, it
 /// drops new ones, as netem does past its `limit`.
 const QUEUE_MAX_LEN: u32 = 16_384;
+/// The queue socket's receive buffer: room for a burst of packets handed
+/// over before the loop reads them.
+const RECEIVE_BUFFER: libc::c_int = 16 << 20;
 /// How often the configuration file is looked at.
 const RELOAD_CHECK: Duration = Duration::from_millis(100);
 /// How often interface names are resolved again: a node re-created under
@@ -155,6 +158,7 @@ fn bind(num: u16, payload: bool) -> Result<(Queue, libc::c_int), DelayLineError>
     queue.bind(num).map_err(err)?;
     configure(&mut queue, num, payload).map_err(err)?;
     queue.set_nonblocking(true);
+    grow_receive_buffer(fd);
     Ok((queue, fd))
 }
 
@@ -179,6 +183,30 @@ fn open() -> std::io::Result<(Queue, libc::c_int)> {
         ));
     }
     Ok((queue, probe))
+}
+
+/// A burst larger than the socket's buffer is dropped by the kernel before
+/// the queue's own limit is reached; a large buffer lets the queue's limit
+/// be the one that counts. Beyond the system's maximum only root may go
+/// (`SO_RCVBUFFORCE`); otherwise the default stays, which works, just with
+/// less room for bursts.
+fn grow_receive_buffer(fd: libc::c_int) {
+    let size: libc::c_int = RECEIVE_BUFFER;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: an int option from an int.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
 }
 
 fn sockopt(fd: libc::c_int, option: libc::c_int) -> Option<libc::c_int> {
