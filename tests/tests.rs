@@ -35,6 +35,7 @@ mod ssh;
 mod sshd;
 mod support;
 mod vm;
+mod vm_conditions;
 mod vm_drift;
 mod vm_remote;
 mod vmlab;
