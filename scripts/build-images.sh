@@ -23,6 +23,28 @@ BUSYBOX=/bin/busybox
 log() { printf 'build-images: %s\n' "$*"; }
 die() { printf 'build-images: ERROR: %s\n' "$*" >&2; exit 1; }
 
+# import_rootfs ROOT IMAGE HASH WHAT OLD_ID: packs the folder ROOT as a
+# reproducible tarball (fixed order, owner and mtime), imports it as IMAGE
+# labelled with HASH, and drops OLD_ID, the previous build, now untagged
+# (unless a container uses it).
+import_rootfs() {
+    local root="$1" image="$2" hash="$3" what="$4" old_id="$5" tarball new_id
+    tarball="$(dirname "$root")/rootfs.tar"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        -C "$root" -cf "$tarball" .
+    docker import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["/bin/sh"]' \
+        --change "LABEL $LABEL=$hash" \
+        --message "benchscale $what ($hash)" \
+        "$tarball" "$image" >/dev/null
+    new_id="$(docker image inspect -f '{{.Id}}' "$image")"
+    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+        docker image rm "$old_id" >/dev/null 2>&1 || true
+    fi
+    log "built $image ($new_id)"
+}
+
 force=0
 for arg in "$@"; do
     case "$arg" in
@@ -80,23 +102,7 @@ EOF
     # run time, but they must exist as mount points in the image.
     : >"$root/etc/hosts"; : >"$root/etc/hostname"; : >"$root/etc/resolv.conf"
 
-    # Reproducible tarball: fixed order, owner and mtime.
-    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-        -C "$root" -cf "$work/rootfs.tar" .
-
-    docker import \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["/bin/sh"]' \
-        --change "LABEL $LABEL=$hash" \
-        --message "benchscale busybox test image ($hash)" \
-        "$work/rootfs.tar" "$IMAGE" >/dev/null
-
-    # The previous build is now untagged; drop it unless a container uses it.
-    new_id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
-    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-        docker image rm "$old_id" >/dev/null 2>&1 || true
-    fi
-    log "built $IMAGE ($new_id)"
+    import_rootfs "$root" "$IMAGE" "$hash" "busybox test image" "$old_id"
 fi
 
 # Smoke test: the image must run a command.
@@ -132,19 +138,7 @@ else
         mkdir -p "$nroot$(dirname "$f")"
         cp -L "$f" "$nroot$f"
     done
-    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-        -C "$nroot" -cf "$nwork/rootfs.tar" .
-    docker import \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["/bin/sh"]' \
-        --change "LABEL $LABEL=$nettest_hash" \
-        --message "benchscale network test image ($nettest_hash)" \
-        "$nwork/rootfs.tar" "$NETTEST" >/dev/null
-    new_id="$(docker image inspect -f '{{.Id}}' "$NETTEST")"
-    if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-        docker image rm "$old_id" >/dev/null 2>&1 || true
-    fi
-    log "built $NETTEST ($new_id)"
+    import_rootfs "$nroot" "$NETTEST" "$nettest_hash" "network test image" "$old_id"
 fi
 out="$(timeout 60 docker run --rm "$NETTEST" iperf3 --version 2>&1)" || die "docker run $NETTEST iperf3 --version failed: $out"
 log "smoke test passed ($NETTEST: ${out%%$'\n'*})"

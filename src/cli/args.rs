@@ -120,38 +120,7 @@ pub enum Command {
     },
     /// Change the network conditions of a running node's link by hand. The
     /// file is not touched: `plan` then shows drift and `apply` restores it.
-    Impair {
-        #[arg(value_name = "LAB")]
-        lab: String,
-        #[arg(value_name = "NODE")]
-        node: String,
-        #[arg(value_name = "NETWORK")]
-        network: String,
-        /// Start from a built-in preset (friend_wan, mobile_cell, satellite...);
-        /// the other options override it.
-        #[arg(long, value_name = "P")]
-        preset: Option<String>,
-        /// Added latency, such as 40ms or 0.5ms.
-        #[arg(long, value_name = "D")]
-        delay: Option<String>,
-        /// Delay variation, such as 5ms.
-        #[arg(long, value_name = "D")]
-        jitter: Option<String>,
-        /// Random loss, such as 2%.
-        #[arg(long, value_name = "P")]
-        loss: Option<String>,
-        /// Bandwidth, such as 10mbit.
-        #[arg(long, value_name = "R")]
-        rate: Option<String>,
-        /// Change what the node receives instead of what it sends.
-        #[arg(long)]
-        ingress: bool,
-        /// Remove the direction's conditions.
-        #[arg(long, conflicts_with_all = ["preset", "delay", "jitter", "loss", "rate"])]
-        clear: bool,
-        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
-        output: OutputFormat,
-    },
+    Impair(ImpairArgs),
     /// A node's log: the container's output.
     Logs {
         #[arg(value_name = "LAB")]
@@ -171,4 +140,39 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// `impair`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ImpairArgs {
+    #[arg(value_name = "LAB")]
+    pub lab: String,
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Start from a built-in preset (friend_wan, mobile_cell, satellite...);
+    /// the other options override it.
+    #[arg(long, value_name = "P")]
+    pub preset: Option<String>,
+    /// Added latency, such as 40ms or 0.5ms.
+    #[arg(long, value_name = "D")]
+    pub delay: Option<String>,
+    /// Delay variation, such as 5ms.
+    #[arg(long, value_name = "D")]
+    pub jitter: Option<String>,
+    /// Random loss, such as 2%.
+    #[arg(long, value_name = "P")]
+    pub loss: Option<String>,
+    /// Bandwidth, such as 10mbit.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// Change what the node receives instead of what it sends.
+    #[arg(long)]
+    pub ingress: bool,
+    /// Remove the direction's conditions.
+    #[arg(long, conflicts_with_all = ["preset", "delay", "jitter", "loss", "rate"])]
+    pub clear: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+    pub output: OutputFormat,
 }

@@ -1,29 +1,14 @@
 //! `benchscale impair`: conditions changed by hand on a running lab.
 
-use super::args::OutputFormat;
+use super::args::{ImpairArgs, OutputFormat};
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::conditions::{ConditionSet, Direction, presets, units};
 use crate::config::Config;
 use crate::engine::Impairment;
 
-/// The options as given.
-pub(super) struct Options {
-    pub lab: String,
-    pub node: String,
-    pub network: String,
-    pub preset: Option<String>,
-    pub delay: Option<String>,
-    pub jitter: Option<String>,
-    pub loss: Option<String>,
-    pub rate: Option<String>,
-    pub ingress: bool,
-    pub clear: bool,
-    pub output: OutputFormat,
-}
-
 /// The set the options give: a preset overridden by the values, checked
 /// as the file's are. The error says which option is wrong and how to fix it.
-fn set_of(o: &Options) -> Result<ConditionSet, String> {
+fn set_of(o: &ImpairArgs) -> Result<ConditionSet, String> {
     if o.clear {
         return Ok(ConditionSet::default());
     }
@@ -72,7 +57,7 @@ fn set_of(o: &Options) -> Result<ConditionSet, String> {
     Ok(set)
 }
 
-pub(super) async fn run(config: &Config, o: Options) -> u8 {
+pub(super) async fn run(config: &Config, o: ImpairArgs) -> u8 {
     let set = match set_of(&o) {
         Ok(set) => set,
         Err(message) => {
@@ -112,5 +97,57 @@ pub(super) async fn run(config: &Config, o: Options) -> u8 {
             EXIT_OK
         }
         Err(e) => super::lab::report(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(f: impl FnOnce(&mut ImpairArgs)) -> ImpairArgs {
+        let mut a = ImpairArgs {
+            lab: "l".into(),
+            node: "n".into(),
+            network: "w".into(),
+            preset: None,
+            delay: None,
+            jitter: None,
+            loss: None,
+            rate: None,
+            ingress: false,
+            clear: false,
+            output: OutputFormat::Text,
+        };
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn a_preset_with_overrides_is_checked_as_the_file_is() {
+        let set = set_of(&args(|a| {
+            a.preset = Some("mobile_cell".into());
+            a.loss = Some("5%".into());
+        }))
+        .unwrap();
+        assert_eq!(
+            set.to_string(),
+            "delay 100ms jitter 30ms loss 5% rate 10mbit"
+        );
+        let bare = set_of(&args(|a| a.loss = Some("5".into()))).unwrap_err();
+        assert!(bare.contains("write `loss: 5%`"), "{bare}");
+        let typo = set_of(&args(|a| a.preset = Some("satelite".into()))).unwrap_err();
+        assert!(typo.contains("did you mean `satellite`"), "{typo}");
+        let jitter = set_of(&args(|a| a.jitter = Some("5ms".into()))).unwrap_err();
+        assert!(jitter.contains("--jitter needs a delay"), "{jitter}");
+    }
+
+    #[test]
+    fn nothing_given_is_an_error_and_clear_is_the_empty_set() {
+        assert!(
+            set_of(&args(|_| {}))
+                .unwrap_err()
+                .contains("nothing to change")
+        );
+        assert!(set_of(&args(|a| a.clear = true)).unwrap().is_empty());
     }
 }

@@ -280,34 +280,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
                 Err(e) => report(e),
             }
         }
-        Command::Impair {
-            lab,
-            node,
-            network,
-            preset,
-            delay,
-            jitter,
-            loss,
-            rate,
-            ingress,
-            clear,
-            output,
-        } => {
-            let options = super::impair::Options {
-                lab,
-                node,
-                network,
-                preset,
-                delay,
-                jitter,
-                loss,
-                rate,
-                ingress,
-                clear,
-                output,
-            };
-            super::impair::run(config, options).await
-        }
+        Command::Impair(args) => super::impair::run(config, args).await,
         Command::Validate { .. }
         | Command::Graph { .. }
         | Command::Schema

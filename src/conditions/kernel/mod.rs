@@ -244,39 +244,10 @@ pub async fn remove_lab(lab: &str) -> Result<Removed, KernelError> {
     let mut removed = Removed::default();
     let mut hosts = BTreeSet::new();
 
-    let show = ifb::show_all();
-    let ifbs: Vec<String> = ifb::parse_links(&show.run().await?)
-        .map_err(|message| KernelError::Output {
-            command: show.to_string(),
-            message,
-        })?
-        .into_iter()
-        .filter(|l| l.alias.as_deref().and_then(ifb::lab_of) == Some(lab))
-        .map(|l| l.name)
-        .collect();
-
+    let ifbs = lab_ifbs(lab, |_| true).await?;
     // The redirects to the lab's ifbs go first: a redirect to a missing
     // device drops every packet.
-    if !ifbs.is_empty() {
-        let show = tc::show_qdiscs(None);
-        let json = show.run().await?;
-        let devices = tc::devices_with_ingress(&json).map_err(|message| KernelError::Output {
-            command: show.to_string(),
-            message,
-        })?;
-        for dev in devices {
-            let Ok(json) = tc::show_ingress_filters(&dev).run().await else {
-                continue;
-            };
-            if let Ok(Some(to)) = tc::parse_redirect(&json)
-                && ifbs.contains(&to)
-            {
-                tc::delete_ingress(&dev).run().await?;
-                removed.qdiscs.push(format!("{dev} ingress"));
-                hosts.insert(dev);
-            }
-        }
-    }
+    hosts.extend(remove_redirects(&ifbs, &mut removed).await?);
 
     let table = observe::read_table().await?;
     let chains = iptables::parse_chains(&table);
@@ -328,44 +299,14 @@ pub async fn remove_lab(lab: &str) -> Result<Removed, KernelError> {
 pub async fn prune(lab: &str, keep: &BTreeSet<(String, String)>) -> Result<Removed, KernelError> {
     let _lock = lab_lock(lab).await;
     let mut removed = Removed::default();
-    let show = ifb::show_all();
-    let stale: Vec<String> = ifb::parse_links(&show.run().await?)
-        .map_err(|message| KernelError::Output {
-            command: show.to_string(),
-            message,
-        })?
-        .into_iter()
-        .filter(|l| {
-            let alias = l.alias.as_deref().unwrap_or_default();
-            ifb::lab_of(alias) == Some(lab)
-                && ifb::link_of(alias).is_none_or(|(node, network)| {
-                    !keep.contains(&(node.to_owned(), network.to_owned()))
-                })
-        })
-        .map(|l| l.name)
-        .collect();
-    if !stale.is_empty() {
-        let show = tc::show_qdiscs(None);
-        let json = show.run().await?;
-        let devices = tc::devices_with_ingress(&json).map_err(|message| KernelError::Output {
-            command: show.to_string(),
-            message,
-        })?;
-        for dev in devices {
-            let Ok(json) = tc::show_ingress_filters(&dev).run().await else {
-                continue;
-            };
-            if let Ok(Some(to)) = tc::parse_redirect(&json)
-                && stale.contains(&to)
-            {
-                tc::delete_ingress(&dev).run().await?;
-                removed.qdiscs.push(format!("{dev} ingress"));
-            }
-        }
-        for name in stale {
-            ifb::delete(&name).run().await?;
-            removed.ifbs.push(name);
-        }
+    let stale = lab_ifbs(lab, |(node, network)| {
+        !keep.contains(&(node.to_owned(), network.to_owned()))
+    })
+    .await?;
+    remove_redirects(&stale, &mut removed).await?;
+    for name in stale {
+        ifb::delete(&name).run().await?;
+        removed.ifbs.push(name);
     }
     let table = observe::read_table().await?;
     let ours = chain_names(lab);
@@ -382,6 +323,58 @@ pub async fn prune(lab: &str, keep: &BTreeSet<(String, String)>) -> Result<Remov
         }
     }
     Ok(removed)
+}
+
+/// The lab's ifbs (by their alias) whose (node, network) `pick` keeps; an
+/// alias without them counts as picked.
+async fn lab_ifbs(
+    lab: &str,
+    pick: impl Fn((&str, &str)) -> bool,
+) -> Result<Vec<String>, KernelError> {
+    let show = ifb::show_all();
+    Ok(ifb::parse_links(&show.run().await?)
+        .map_err(|message| KernelError::Output {
+            command: show.to_string(),
+            message,
+        })?
+        .into_iter()
+        .filter(|l| {
+            let alias = l.alias.as_deref().unwrap_or_default();
+            ifb::lab_of(alias) == Some(lab) && ifb::link_of(alias).is_none_or(&pick)
+        })
+        .map(|l| l.name)
+        .collect())
+}
+
+/// Removes the ingress qdiscs whose filter redirects to one of `ifbs`;
+/// returns the interfaces they were on.
+async fn remove_redirects(
+    ifbs: &[String],
+    removed: &mut Removed,
+) -> Result<BTreeSet<String>, KernelError> {
+    let mut hosts = BTreeSet::new();
+    if ifbs.is_empty() {
+        return Ok(hosts);
+    }
+    let show = tc::show_qdiscs(None);
+    let json = show.run().await?;
+    let devices = tc::devices_with_ingress(&json).map_err(|message| KernelError::Output {
+        command: show.to_string(),
+        message,
+    })?;
+    for dev in devices {
+        let Ok(json) = tc::show_ingress_filters(&dev).run().await else {
+            continue;
+        };
+        if let Ok(Some(to)) = tc::parse_redirect(&json)
+            && ifbs.contains(&to)
+        {
+            tc::delete_ingress(&dev).run().await?;
+            removed.qdiscs.push(format!("{dev} ingress"));
+            hosts.insert(dev);
+        }
+    }
+    Ok(hosts)
 }
 
 /// Whether the lab has chains in the mangle table.
