@@ -6,7 +6,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::support::{LabCli, conditions_left};
+use crate::support::conditions_left;
 use crate::vmlab::{TINY, VmLab, tiny_node};
 
 fn lab_yaml(delay: &str) -> String {
