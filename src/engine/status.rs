@@ -196,6 +196,7 @@ impl<B: Backend> Engine<B> {
                 .map(|r| r.nodes.into_iter().map(|(k, v)| (k, v.outputs)).collect())
                 .unwrap_or_default(),
             addresses: observed_addresses(&observed),
+            ..Values::default()
         };
         Ok((observed, values))
     }

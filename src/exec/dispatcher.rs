@@ -147,6 +147,7 @@ pub async fn apply<B: Backend>(
         lab: topology.name.clone(),
         outputs: prior.outputs(),
         addresses: observed_addresses(observed),
+        ..Values::default()
     };
     let blocked = if outcome.errors.is_empty() {
         None

@@ -12,6 +12,8 @@ pub struct Values {
     pub lab: String,
     pub outputs: HashMap<String, BTreeMap<String, String>>,
     pub addresses: HashMap<String, BTreeMap<String, Ipv4Addr>>,
+    /// What earlier steps of the running test captured.
+    pub test_outputs: BTreeMap<String, String>,
 }
 
 /// Each observed node's addresses by logical network; a stopped node's
@@ -56,6 +58,13 @@ impl Values {
                         .ok_or_else(|| {
                             format!("output `{output}` of node `{node}` is not known")
                         })?;
+                    out.push_str(value);
+                }
+                Part::Ref(Reference::TestOutput { name }) => {
+                    let value = self
+                        .test_outputs
+                        .get(&name)
+                        .ok_or_else(|| format!("test output `{name}` is not known"))?;
                     out.push_str(value);
                 }
                 Part::Ref(Reference::Ip { node, network }) => {

@@ -10,11 +10,13 @@
 //! volume sources exist (through the [`FileCheck`] it hands to the pure
 //! pipeline).
 
+pub mod checks;
 pub mod duration;
 pub mod model;
 pub mod net;
 pub(crate) mod raw;
 mod raw_conditions;
+mod raw_tests;
 mod resolve;
 
 pub use resolve::DEFAULT_VM_BOOT_PATTERN;

@@ -25,6 +25,9 @@ pub struct Topology {
     pub base_dir: PathBuf,
     pub networks: IndexMap<String, Network>,
     pub nodes: IndexMap<String, Node>,
+    /// The `tests` section, in file order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<super::checks::LabTest>,
 }
 
 /// A network.
@@ -311,7 +314,7 @@ pub enum Action {
     },
 }
 
-mod duration_text {
+pub(crate) mod duration_text {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

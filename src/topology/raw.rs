@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 pub use super::raw_conditions::{RawConditionSet, RawConditions, RawValue};
+pub use super::raw_tests::*;
 
 /// Names of labs, networks and nodes.
 pub const NAME_PATTERN: &str = "^[a-z][a-z0-9-]{0,62}$";
@@ -58,6 +59,10 @@ pub struct RawTopology {
     #[schemars(with = "Option<IndexMap<String, RawNode>>")]
     #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
     pub nodes: IndexMap<String, RawNode>,
+    /// Checks and chaos run against the lab by `benchscale test`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<Vec<RawTest>>")]
+    pub tests: Vec<RawTest>,
 }
 
 /// Defaults per node kind; a node's own values win.

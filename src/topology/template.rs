@@ -11,6 +11,9 @@ pub enum Reference {
     Ip { node: String, network: String },
     /// `${{ lab.name }}`
     LabName,
+    /// `${{ tests.outputs.NAME }}`: a value an earlier step of the same
+    /// test captured (test steps only).
+    TestOutput { name: String },
 }
 
 /// One piece of a template string.
@@ -72,8 +75,11 @@ fn parse_expression(expr: &str) -> Result<Reference, String> {
                 network: network.to_string(),
             })
         }
+        ["tests", "outputs", name] if !name.is_empty() => Ok(Reference::TestOutput {
+            name: name.to_string(),
+        }),
         _ => Err(format!(
-            "`${{{{ {expr} }}}}` is not a known reference; use nodes.NODE.outputs.NAME, nodes.NODE.ip.NETWORK or lab.name"
+            "`${{{{ {expr} }}}}` is not a known reference; use nodes.NODE.outputs.NAME, nodes.NODE.ip.NETWORK, lab.name or (in tests) tests.outputs.NAME"
         )),
     }
 }

@@ -322,7 +322,7 @@ pub(super) fn resolve_step(
 
 /// The last line of a regex error, which names the problem, without the
 /// `error: ` prefix the regex crate puts before it.
-fn regex_problem(e: &regex::Error) -> String {
+pub(super) fn regex_problem(e: &regex::Error) -> String {
     let text = e.to_string();
     let last = text.lines().last().unwrap_or_default().trim();
     last.strip_prefix("error: ").unwrap_or(last).to_string()

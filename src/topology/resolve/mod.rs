@@ -4,6 +4,8 @@
 //! becomes its own diagnostic and resolution goes on, so that one run shows
 //! every problem of a file. The model is returned only when there are none.
 
+mod check_actions;
+mod checks;
 mod conditions;
 mod health_steps;
 mod limits;
@@ -108,6 +110,7 @@ pub fn resolve(
         }
     }
     networks::check_addresses(&networks, &nodes, &mut ctx);
+    let tests = checks::resolve(&raw.tests, &nodes, &presets, &mut ctx);
     let topology = Topology {
         name: raw.name,
         description: raw.description,
@@ -115,6 +118,7 @@ pub fn resolve(
         base_dir: base_dir.to_path_buf(),
         networks,
         nodes,
+        tests,
     };
     // Cycles are found on the lab graph, the structure the executor walks.
     for cycle in crate::graph::cycles::find(&crate::graph::build(&topology)) {

@@ -75,6 +75,18 @@ impl<'a> References<'a> {
     fn check(&mut self, ctx: &mut Ctx<'_>, at: &str, r: &Reference, step: Option<usize>) {
         let (target, condition) = match r {
             Reference::LabName => return,
+            Reference::TestOutput { name } => {
+                ctx.at_value(
+                    at,
+                    Diagnostic::new(
+                        "benchscale::reference::test_output_outside_tests",
+                        format!("`${{{{ tests.outputs.{name} }}}}` is a test's output, and only test steps can use it"),
+                    )
+                    .with_help("capture the value in a provisioning step (`capture:`) and use `${{ nodes.NODE.outputs.NAME }}`"),
+                    "not in a test",
+                );
+                return;
+            }
             Reference::Output { node, .. } => (node, Condition::Provisioned),
             Reference::Ip { node, .. } => (node, Condition::Started),
         };
@@ -159,7 +171,7 @@ impl<'a> References<'a> {
                     return;
                 }
             }
-            Reference::LabName => return,
+            Reference::LabName | Reference::TestOutput { .. } => return,
         }
         let entry = self
             .implicit
