@@ -71,6 +71,12 @@ pub fn convert(file: &str, text: &str) -> Result<Converted, ConvertError> {
             message,
         }
     };
+    if text.trim().is_empty() {
+        return Err(fail(
+            0,
+            "not a benchScale v1 topology: the file is empty".into(),
+        ));
+    }
     let Some(document) = loaded.document else {
         let first = loaded.diagnostics.first();
         let offset = first.and_then(|d| d.span.as_ref()).map_or(0, |s| s.start);
