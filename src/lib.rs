@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod conditions;
 pub mod config;
+pub mod convert;
 pub mod diagnostics;
 pub mod engine;
 pub mod exec;

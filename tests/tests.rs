@@ -19,6 +19,7 @@ mod cli;
 mod conditions;
 mod conditions_kernel;
 mod conformance;
+mod convert;
 mod delay_line;
 mod docker_backend;
 mod drift;

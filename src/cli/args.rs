@@ -131,6 +131,19 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
     },
+    /// Convert a benchScale v1 topology to this format. What cannot be
+    /// carried over is listed on stderr and kept as a comment.
+    Convert {
+        /// The v1 topology file.
+        #[arg(value_name = "OLD.yaml")]
+        file: PathBuf,
+        /// Write the new file here instead of to stdout.
+        #[arg(short = 'o', long = "output", value_name = "NEW.yaml")]
+        output: Option<PathBuf>,
+        /// Overwrite the output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
+    },
     /// Runs a lab's userspace delay line (started by benchscale itself).
     #[command(hide = true)]
     DelayLine {

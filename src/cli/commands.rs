@@ -20,6 +20,11 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Config { output } => config(cli.config.as_deref(), output),
         Command::DelayLine { lab, file } => delay_line(&lab, &file),
+        Command::Convert {
+            file,
+            output,
+            force,
+        } => super::convert::run(&file, output.as_deref(), force),
         lab_command => super::lab::run(cli.config.as_deref(), lab_command),
     }
 }

@@ -285,6 +285,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
         | Command::Graph { .. }
         | Command::Schema
         | Command::DelayLine { .. }
+        | Command::Convert { .. }
         | Command::Config { .. } => EXIT_ERROR,
     }
 }

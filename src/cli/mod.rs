@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod convert;
 mod impair;
 mod lab;
 mod progress;
