@@ -107,7 +107,9 @@ pub struct Nat {
 }
 
 /// How a NAT maps and filters, in the sense of RFC 4787.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum NatType {
     /// Endpoint-independent mapping and filtering.

@@ -1,9 +1,9 @@
 //! Routers and NAT: each node's `router` block and each network's `router`,
 //! checked against each other and the nodes' attachments.
 //!
-//! A routed network gets `nat: false` in the model (no route out through
-//! the host), and every other node on it an implicit dependency on its
-//! router being started: its default route needs the router's address.
+//! Every node on a routed network other than its router gets an implicit
+//! dependency on the router being started: its default route needs the
+//! router's address.
 
 use indexmap::IndexMap;
 
@@ -148,8 +148,13 @@ pub(super) fn resolve(
             continue;
         }
         if let Some(net) = networks.get_mut(net_name) {
+            // Not made `internal`: with bridged packets passing through
+            // iptables, Docker's rules for internal networks drop what a
+            // node sends to its router for other subnets. The nodes'
+            // default route via the router is what keeps them off the
+            // host's way out, and Docker already isolates its bridges
+            // from each other.
             net.router = Some(router.clone());
-            net.nat = false;
         }
     }
     check_default_routes(raw, networks, nodes, ctx);
