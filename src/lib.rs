@@ -16,5 +16,6 @@ pub mod plan;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod routing;
 pub mod synth;
 pub mod topology;

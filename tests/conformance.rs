@@ -59,6 +59,7 @@ impl<B: Backend> Case<'_, B> {
             dhcp: false,
             conditions: Default::default(),
             reservations: Vec::new(),
+            router: None,
         }
     }
 

@@ -39,6 +39,7 @@ fn network(lease: &Lease, name: &str, octet: u8, nat: bool) -> Network {
         dhcp: false,
         conditions: Default::default(),
         reservations: Vec::new(),
+        router: None,
     }
 }
 

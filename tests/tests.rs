@@ -32,6 +32,7 @@ mod lifecycle;
 mod limits;
 mod long_names;
 mod pull;
+mod routers;
 mod ssh;
 mod sshd;
 mod support;

@@ -159,6 +159,13 @@ pub enum BackendError {
         message: String,
         help: Option<String>,
     },
+    /// Forwarding, a default route or NAT rules could not be read or set
+    /// in a node's network namespace.
+    #[error("routing: {message}")]
+    Routing {
+        message: String,
+        help: Option<String>,
+    },
     /// A node's port could not be reached (`tcp` and `http` conditions):
     /// refused, timed out, or the route to it failed. `target` is the
     /// address, and where from when not from this machine.
@@ -251,7 +258,7 @@ fn help(error: &BackendError) -> Option<String> {
         E::GuestUnreachable { .. } => "start it with `benchscale apply`, and give it a health condition (`ssh: {}`) so that steps wait until it answers".to_owned(),
         E::GuestNotSettled { .. } => "look for cloud-init errors in the VM's console (`benchscale logs LAB NODE`); a user_data that never lets cloud-init finish holds SSH back".to_owned(),
         E::NotFound { .. } => "run `benchscale apply` again to re-create it".to_owned(),
-        E::Conditions { help, .. } => return help.clone(),
+        E::Conditions { help, .. } | E::Routing { help, .. } => return help.clone(),
         E::Ssh(_) | E::Io { .. } | E::Api { .. } | E::Reach { .. } => return None,
     };
     Some(text)
@@ -319,6 +326,7 @@ impl miette::Diagnostic for BackendError {
             E::Api { daemon, .. } => (daemon.code(), "api"),
             E::Reach { .. } => ("reach", "failed"),
             E::Conditions { .. } => ("conditions", "failed"),
+            E::Routing { .. } => ("routing", "failed"),
         };
         Some(Box::new(format!("benchscale::{daemon}::{what}")))
     }

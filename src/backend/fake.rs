@@ -150,6 +150,7 @@ impl Backend for FakeBackend {
                 })
                 .collect(),
             conditions: Default::default(),
+            routes: Default::default(),
             images: BTreeMap::new(),
         }))
     }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::error::{BackendError, Cause, Daemon, cause};
 use crate::conditions::{ConditionSet, dataplane};
+use crate::routing;
 use crate::topology::model::{Network, NodeKind, Tmpfs, Volume};
 
 /// Label: the lab a resource belongs to.
@@ -43,6 +44,21 @@ fn conditions_error(message: String) -> BackendError {
     BackendError::Conditions {
         message,
         help: None,
+    }
+}
+
+/// A routing failure as a backend error.
+fn routing_error(message: String) -> BackendError {
+    BackendError::Routing {
+        message,
+        help: Some("routers need `nsenter`, `sysctl`, `ip` and `nft` (Debian: util-linux, procps, iproute2, nftables) on the machine Docker runs on".into()),
+    }
+}
+
+fn no_netns(node: &str) -> BackendError {
+    BackendError::Routing {
+        message: format!("node {node} has no network namespace on this machine"),
+        help: Some("routes and NAT need a running container of Docker on this machine (not a remote BENCHSCALE_DOCKER_HOST)".into()),
     }
 }
 
@@ -108,6 +124,10 @@ pub struct Observed {
     /// [`Backend::conditions`]); a node absent here was not looked at.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub conditions: BTreeMap<String, BTreeMap<String, dataplane::Found>>,
+    /// Forwarding, default route and NAT of the running nodes the engine
+    /// looked at (those the file gives something to route).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, routing::Found>,
     /// The container images of the file as the engine has them: the
     /// image's id, or `None` when the engine does not have it. An image
     /// not in the map was not looked at (the planner then plans no pull
@@ -351,6 +371,40 @@ pub trait Backend: Send + Sync + 'static {
         _id: &str,
     ) -> impl Future<Output = Result<BTreeMap<String, String>, BackendError>> + Send {
         async { Ok(BTreeMap::new()) }
+    }
+    /// The process whose network namespace is a running node's (a
+    /// container's main process), for routes and NAT set from this
+    /// machine; `None` when the node has none here (VMs, remote daemons).
+    fn netns_pid(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send {
+        async { Ok(None) }
+    }
+    /// What a running node's namespace has of forwarding, default route
+    /// and NAT (read back from the kernel every time).
+    fn routing(
+        &self,
+        node: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<routing::Found, BackendError>> + Send {
+        async move {
+            let pid = self.netns_pid(id).await?.ok_or_else(|| no_netns(node))?;
+            routing::observe(pid).await.map_err(routing_error)
+        }
+    }
+    /// Puts forwarding, the default route and NAT rules into a running
+    /// node's namespace.
+    fn set_routing(
+        &self,
+        node: &str,
+        id: &str,
+        desired: &routing::Desired,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            let pid = self.netns_pid(id).await?.ok_or_else(|| no_netns(node))?;
+            routing::apply(pid, desired).await.map_err(routing_error)
+        }
     }
     /// The network conditions this machine's kernel applies to a running
     /// node's links, by network (read back from the kernel every time).

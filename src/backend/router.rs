@@ -245,6 +245,13 @@ impl Backend for Router {
 
     // Conditions themselves are the kernel's, the same for both daemons
     // (the trait's default methods); only the links differ.
+    async fn netns_pid(&self, id: &str) -> Result<Option<u32>, BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.netns_pid(id).await,
+            Picked::Libvirt(l) => l.netns_pid(id).await,
+        }
+    }
+
     async fn links(&self, lab: &str, id: &str) -> Result<BTreeMap<String, String>, BackendError> {
         match self.by_id(id)? {
             Picked::Docker(d) => d.links(lab, id).await,

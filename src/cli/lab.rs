@@ -435,6 +435,15 @@ fn print_plan(plan: &Plan) {
             c.reason()
         );
     }
+    for r in &plan.routes {
+        println!(
+            "{:<9} {:<10} {:<24} {}",
+            "set",
+            "routes",
+            r.node,
+            r.differences.join("; ")
+        );
+    }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let health = if plan.health.is_empty() {
         String::new()

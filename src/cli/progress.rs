@@ -62,6 +62,24 @@ fn line(event: &Event) -> Option<String> {
             egress,
             ingress,
         } => format!("{name}: conditions on {network}: sends {egress}, receives {ingress}"),
+        Event::RoutesSet {
+            name,
+            forward,
+            gateway,
+            nat,
+        } => {
+            let mut parts = Vec::new();
+            if *forward {
+                parts.push("forwarding".to_string());
+            }
+            if let Some(gw) = gateway {
+                parts.push(format!("default via {gw}"));
+            }
+            if let Some(nat) = nat {
+                parts.push(format!("NAT {nat}"));
+            }
+            format!("{name}: routes: {}", parts.join(", "))
+        }
         Event::HealthWaiting { name, condition } => format!("{name}: waiting for {condition}"),
         Event::NodeHealthy { name, elapsed } => {
             format!("{name}: healthy after {:.1}s", elapsed.as_secs_f64())

@@ -62,6 +62,44 @@ pub(super) async fn observe<B: Backend>(
     Ok(true)
 }
 
+/// Fills `observed.routes` for the running nodes the file gives something
+/// to route (forwarding, a default route, NAT); a lab without routers
+/// costs nothing.
+pub(super) async fn observe_routes<B: Backend>(
+    backend: &B,
+    topology: &Topology,
+    observed: &mut Observed,
+) -> Result<(), EngineError> {
+    if !crate::routing::declared(topology) {
+        return Ok(());
+    }
+    let addresses = crate::routing::observed_addresses(observed);
+    let address = |n: &str, net: &str| addresses.get(n).and_then(|a| a.get(net)).copied();
+    let mut seen = std::collections::BTreeSet::new();
+    let running: Vec<(String, String)> = observed
+        .nodes
+        .iter()
+        .filter(|o| o.state == RunState::Running && seen.insert(o.name.clone()))
+        .filter(|o| {
+            topology
+                .nodes
+                .get(&o.name)
+                .is_some_and(|n| crate::routing::desired(topology, n, address).is_some())
+        })
+        .map(|o| (o.name.clone(), o.id.clone()))
+        .collect();
+    let found = join_all(
+        running
+            .iter()
+            .map(|(name, id)| async move { (name.clone(), backend.routing(name, id).await) }),
+    )
+    .await;
+    for (name, result) in found {
+        observed.routes.insert(name, result?);
+    }
+    Ok(())
+}
+
 /// What `impair` changes: one direction of one link.
 #[derive(Debug, Clone, Copy)]
 pub struct Impairment {

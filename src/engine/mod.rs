@@ -224,6 +224,7 @@ impl<B: Backend> Engine<B> {
         let mut observed = self.backend.observe(&topology.name).await?;
         self.observe_images(topology, &mut observed).await?;
         conditions::observe(&*self.backend, topology, &mut observed).await?;
+        conditions::observe_routes(&*self.backend, topology, &mut observed).await?;
         Ok(diff(topology, &observed, record.as_ref()))
     }
 
@@ -278,6 +279,7 @@ impl<B: Backend> Engine<B> {
         let mut observed = self.backend.observe(&lab).await?;
         self.observe_images(&topology, &mut observed).await?;
         let shaped = conditions::observe(&*self.backend, &topology, &mut observed).await?;
+        conditions::observe_routes(&*self.backend, &topology, &mut observed).await?;
         let mut plan = diff(&topology, &observed, Some(&record));
         self.check_images(&topology, &plan, &observed).await?;
         if !plan.pulls.is_empty() {

@@ -63,6 +63,14 @@ pub enum Event {
         egress: String,
         ingress: String,
     },
+    /// Forwarding, default route and NAT set in the node's namespace.
+    RoutesSet {
+        name: String,
+        forward: bool,
+        gateway: Option<std::net::Ipv4Addr>,
+        /// The NAT's label (`symmetric out=10.220.0.2`), if any.
+        nat: Option<String>,
+    },
     /// Waiting for a health condition (`tcp :8080`, `console /login:/`).
     HealthWaiting {
         name: String,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::hash::{NodeSpecV1, health_hash, network_hash, node_matches, step_hash};
 use super::{
     Action, Change, ConditionRun, HealthReason, HealthRun, Plan, Pull, PullReason, Reason,
-    ResourceKind, StepRun,
+    ResourceKind, RouteRun, StepRun,
 };
 use crate::backend::{Observed, ObservedNode, RunState};
 use crate::registry::LabRecord;
@@ -183,6 +183,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
             id,
         });
     }
+    let routes = route_runs(topology, observed, &nodes);
     Plan {
         lab: topology.name.clone(),
         pulls,
@@ -191,7 +192,36 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         steps,
         health,
         conditions,
+        routes,
     }
+}
+
+/// The unchanged running nodes whose namespace lacks what the file wants
+/// of forwarding, default route or NAT (nodes the engine looked at only).
+fn route_runs(topology: &Topology, observed: &Observed, nodes: &[Change]) -> Vec<RouteRun> {
+    let addresses = crate::routing::observed_addresses(observed);
+    let address = |n: &str, net: &str| addresses.get(n).and_then(|a| a.get(net)).copied();
+    let mut out = Vec::new();
+    for change in nodes.iter().filter(|c| c.action == Action::NoChange) {
+        let (Some(node), Some(found)) = (
+            topology.nodes.get(&change.name),
+            observed.routes.get(&change.name),
+        ) else {
+            continue;
+        };
+        let Some(desired) = crate::routing::desired(topology, node, address) else {
+            continue;
+        };
+        let differences = crate::routing::differences(&desired, found);
+        if !differences.is_empty() {
+            out.push(RouteRun {
+                node: change.name.clone(),
+                desired,
+                differences,
+            });
+        }
+    }
+    out
 }
 
 /// The links of a running node whose conditions in the kernel differ from

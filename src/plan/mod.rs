@@ -208,6 +208,16 @@ impl ConditionRun {
     }
 }
 
+/// Forwarding, default route or NAT of an unchanged running node that the
+/// kernel does not have as the file says; the apply puts them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteRun {
+    pub node: String,
+    pub desired: crate::routing::Desired,
+    /// What differs, one phrase each.
+    pub differences: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub lab: String,
@@ -220,6 +230,9 @@ pub struct Plan {
     pub health: Vec<HealthRun>,
     /// Links whose conditions differ from the file, of unchanged nodes.
     pub conditions: Vec<ConditionRun>,
+    /// Unchanged nodes whose routes or NAT differ from the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRun>,
 }
 
 impl Plan {
@@ -239,6 +252,7 @@ impl Plan {
             || !self.steps.is_empty()
             || !self.health.is_empty()
             || !self.conditions.is_empty()
+            || !self.routes.is_empty()
             || self.pulls.iter().any(|p| p.reason == PullReason::Missing)
     }
 
@@ -279,6 +293,13 @@ impl Plan {
                 c.reason()
             ));
         }
+        for r in &self.routes {
+            out.push(format!(
+                "set routes of {}: {}",
+                r.node,
+                r.differences.join("; ")
+            ));
+        }
         for h in &self.health {
             out.push(format!("check health of {}: {}", h.node, h.reason));
         }
@@ -302,6 +323,11 @@ impl Plan {
     /// The links of an unchanged node whose conditions the apply sets.
     pub fn conditions_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a ConditionRun> {
         self.conditions.iter().filter(move |c| c.node == node)
+    }
+
+    /// What the apply puts back into an unchanged node's namespace.
+    pub fn routes_of(&self, node: &str) -> Option<&RouteRun> {
+        self.routes.iter().find(|r| r.node == node)
     }
 
     /// Steps of a node that will run.

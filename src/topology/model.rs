@@ -51,6 +51,10 @@ pub struct Network {
     /// added later gets its reservation when it is created).
     #[serde(skip)]
     pub reservations: Vec<(String, Ipv4Addr)>,
+    /// The node every node on it uses as its default route. Such a network
+    /// has `nat` false: no route out through the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
 }
 
 /// The kind of a node.
@@ -81,10 +85,56 @@ pub struct Node {
     pub image: String,
     pub spec: NodeSpec,
     pub networks: Vec<Attachment>,
+    /// Set when the node forwards between its networks (containers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<Router>,
     /// Explicit and implicit dependencies, one per node depended on.
     pub depends_on: Vec<Dependency>,
     pub health: Vec<HealthCheck>,
     pub provision: Vec<Step>,
+}
+
+/// A node that forwards packets between its networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Router {
+    /// Source NAT onto one of its networks, if any.
+    pub nat: Option<Nat>,
+}
+
+/// Source NAT of what leaves a router through `network`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Nat {
+    pub network: String,
+    #[serde(rename = "nat_type")]
+    pub kind: NatType,
+}
+
+/// How a NAT maps and filters, in the sense of RFC 4787.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatType {
+    /// Endpoint-independent mapping and filtering.
+    FullCone,
+    /// Endpoint-independent mapping, address-dependent filtering.
+    RestrictedCone,
+    /// Endpoint-independent mapping, address-and-port-dependent filtering.
+    #[default]
+    PortRestrictedCone,
+    /// Address-and-port-dependent mapping and filtering.
+    Symmetric,
+}
+
+impl NatType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatType::FullCone => "full-cone",
+            NatType::RestrictedCone => "restricted-cone",
+            NatType::PortRestrictedCone => "port-restricted-cone",
+            NatType::Symmetric => "symmetric",
+        }
+    }
 }
 
 /// What only one kind of node has.

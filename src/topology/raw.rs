@@ -157,6 +157,10 @@ pub struct RawNetwork {
     /// What each node sends on this network: a preset name or a condition
     /// set. An attachment's own `conditions` replace these.
     pub conditions: Option<RawConditions>,
+    /// A node with a `router` block, attached to this network: every node
+    /// on it uses that node's address here as its default route, and the
+    /// network has no route out through the host.
+    pub router: Option<String>,
 }
 
 /// What a node is: `container` (Docker) or `vm` (libvirt/QEMU).
@@ -217,6 +221,9 @@ pub struct RawNode {
     pub cloud_init: Option<RawCloudInit>,
     /// Networks to attach, as a list of names or a map with static addresses.
     pub networks: Option<RawAttachments>,
+    /// Containers: forward packets between the node's networks (`{}`), and
+    /// with `nat` source-NAT what leaves through that network.
+    pub router: Option<RawRouter>,
     /// Nodes this node waits for, and for which condition.
     pub depends_on: Option<RawDependsOn>,
     /// Conditions that must all pass for the node to be healthy.
@@ -227,6 +234,31 @@ pub struct RawNode {
     #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(with = "Option<Vec<RawStep>>")]
     pub provision: Vec<RawStep>,
+}
+
+/// A router: forwards between its networks; with `nat`, also source-NATs
+/// what leaves through that network.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    /// The network (one the node is attached to) that packets leave
+    /// through with the router's address as their source.
+    pub nat: Option<String>,
+    /// Mapping and filtering behaviour, in the sense of RFC 4787:
+    /// `full-cone`, `restricted-cone`, `port-restricted-cone` (default) or
+    /// `symmetric`. Needs `nat`.
+    pub nat_type: Option<RawNatType>,
+}
+
+/// How a NAT maps and filters (RFC 4787).
+// Variants carry no doc comments, as for `RawKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawNatType {
+    FullCone,
+    RestrictedCone,
+    PortRestrictedCone,
+    Symmetric,
 }
 
 /// An environment variable's value; numbers and booleans are written as text.

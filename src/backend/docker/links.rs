@@ -75,6 +75,21 @@ pub(super) async fn links(
     .map_err(|e| no_link("?", &e.to_string()))?
 }
 
+/// The main process of a running container, whose network namespace is
+/// the container's; `None` when it does not run.
+pub(super) async fn netns_pid(
+    backend: &DockerBackend,
+    id: &str,
+) -> Result<Option<u32>, BackendError> {
+    let inspect = backend
+        .docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| container_error(backend, "inspect", id, e))?;
+    let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0);
+    Ok(u32::try_from(pid).ok().filter(|p| *p > 0))
+}
+
 fn no_link(network: &str, why: &str) -> BackendError {
     BackendError::Conditions {
         message: format!("cannot find the host side of the container's link on {network}: {why}"),

@@ -290,6 +290,10 @@ impl Backend for DockerBackend {
         exec::logs(self, id, tail).await
     }
 
+    async fn netns_pid(&self, id: &str) -> Result<Option<u32>, BackendError> {
+        links::netns_pid(self, id).await
+    }
+
     async fn links(
         &self,
         _lab: &str,

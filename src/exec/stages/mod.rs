@@ -8,6 +8,7 @@ mod conditions;
 mod create;
 mod health;
 mod provision;
+mod routes;
 mod start;
 
 use std::time::Instant;
@@ -26,15 +27,17 @@ use crate::topology::model::Node;
 enum Step {
     Create,
     Start,
+    Routes,
     Conditions,
     Health,
     Provision,
 }
 
 /// The stages, in the order a node goes through them.
-const LIFE: [Step; 5] = [
+const LIFE: [Step; 6] = [
     Step::Create,
     Step::Start,
+    Step::Routes,
     Step::Conditions,
     Step::Health,
     Step::Provision,
@@ -117,6 +120,7 @@ pub(super) async fn drive<B: Backend>(ctx: &JobCtx<B>, mut job: Job<'_>) -> Node
         let flow = match step {
             Step::Create => create::run(ctx, &mut job).await,
             Step::Start => start::run(ctx, &mut job).await,
+            Step::Routes => routes::run(ctx, &mut job).await,
             Step::Conditions => conditions::run(ctx, &mut job).await,
             Step::Health => health::run(ctx, &mut job).await,
             Step::Provision => provision::run(ctx, &mut job).await,

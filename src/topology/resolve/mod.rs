@@ -14,6 +14,7 @@ mod nodes;
 
 pub use nodes::DEFAULT_VM_BOOT_PATTERN;
 mod references;
+mod routers;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -95,6 +96,7 @@ pub fn resolve(
         })
         .collect();
     conditions::attachments(&raw, &presets, &networks, &mut nodes, &mut ctx);
+    routers::resolve(&raw, &mut networks, &mut nodes, &mut ctx);
     networks::check_shared_kinds(&networks, &nodes, &mut ctx);
     for node in nodes
         .values()

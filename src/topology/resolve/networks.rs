@@ -71,6 +71,7 @@ pub(super) fn resolve(
                 dhcp: net.dhcp.unwrap_or(true),
                 conditions: Default::default(),
                 reservations: Vec::new(),
+                router: None,
             },
         );
     }

@@ -321,6 +321,7 @@ fn resolve_node(
             image,
             spec,
             networks: attachments,
+            router: None,
             depends_on,
             health,
             provision,
