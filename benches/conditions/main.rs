@@ -302,7 +302,7 @@ fn machine(tools: &Tools) -> Machine {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .and_then(|text| {
             text.lines()
-                .find(|l| l.to_lowercase().contains("condition"))
+                .find_map(|l| l.strip_prefix("network conditions in use:"))
                 .map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
