@@ -220,6 +220,12 @@ pub fn markdown(settings: &Settings, results: &Results) -> String {
             let _ = writeln!(o, "```text\n{}\n```\n", e.trim());
         }
     }
+    for i in &results.cost.incidents {
+        let _ = writeln!(
+            o,
+            "Daemon incident (Docker kept a network with no container on it, moby/moby#42119; the destroy's time counts): {i}\n"
+        );
+    }
     let _ = writeln!(
         o,
         "### Targets\n\nRatios are between measurements of the same run; times are medians [min–max] of {} runs.\n",
