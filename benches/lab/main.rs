@@ -10,7 +10,9 @@
 //! ```
 //!
 //! It writes `BENCHMARKS.md` and `docs/bench/apply-vs-size.svg` (overwritten
-//! each run). Variables for shorter runs; the defaults are the full set:
+//! each run, except the block of `BENCHMARKS.md` that the conditions
+//! benchmark writes, which is carried over as it is). Variables for
+//! shorter runs; the defaults are the full set:
 //!
 //! - `BENCH_SIZES=10,30,100,200`: container lab sizes (4 networks); `0`
 //!   skips them, as it does in the other lists.
@@ -47,6 +49,9 @@
 //! Run without `--bench` (as `cargo test --benches` does), it only checks
 //! itself and the offline pipeline, touching no daemon.
 
+/// The conditions benchmark's block of the report, kept as it is.
+#[path = "../conditions/block.rs"]
+mod block;
 mod containers;
 mod ctx;
 mod docker;
@@ -394,6 +399,7 @@ fn main() {
 /// Without `--bench`: the parts that need no daemon.
 fn smoke() {
     proxy::self_check();
+    block::self_check();
     let r = offline_one(100, 1);
     assert!(r.total.median().is_some());
     let mut s = Samples::default();
