@@ -251,9 +251,12 @@ fn one(ctx: &Ctx, r: &mut Cost, conditioned: bool, tag: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// Docker API calls by kind, and how many of them mutate.
+type DockerCalls = (BTreeMap<String, usize>, usize);
+
 /// A no-change apply through the recording Docker proxy, with `tc`, `ip`
 /// and `iptables` wrapped on its `PATH` to log what it runs.
-fn counted(ctx: &Ctx, file: &str) -> Result<((BTreeMap<String, usize>, usize), Commands), String> {
+fn counted(ctx: &Ctx, file: &str) -> Result<(DockerCalls, Commands), String> {
     let scratch = &ctx.tools.scratch;
     let bin = scratch.join("wrapped");
     let log = scratch.join("commands.log");
