@@ -73,6 +73,37 @@ pub async fn plane_in_use() -> String {
     }
 }
 
+/// Bumped by every change this process makes to the kernel: a snapshot
+/// taken before it is stale.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn changed() {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The kernel's objects, read once for all the links a plan looks at (the
+/// nodes of a lab are observed side by side, each asking for its links):
+/// reused for a second at most, and never across a change made here.
+async fn snapshot() -> Result<std::sync::Arc<kernel::Snapshot>> {
+    type Cached = Option<(std::time::Instant, u64, std::sync::Arc<kernel::Snapshot>)>;
+    static CACHE: tokio::sync::Mutex<Cached> = tokio::sync::Mutex::const_new(None);
+    let mut cache = CACHE.lock().await;
+    let generation = GENERATION.load(std::sync::atomic::Ordering::SeqCst);
+    if let Some((at, seen, snapshot)) = cache.as_ref()
+        && *seen == generation
+        && at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        return Ok(snapshot.clone());
+    }
+    let snapshot = std::sync::Arc::new(
+        kernel::Snapshot::take()
+            .await
+            .map_err(|e| kernel_error(&e))?,
+    );
+    *cache = Some((std::time::Instant::now(), generation, snapshot.clone()));
+    Ok(snapshot)
+}
+
 /// One lock per lab for the delay line's configuration, which every link
 /// of the lab shares.
 async fn lab_lock(lab: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -114,11 +145,12 @@ pub async fn observe(
 ) -> Result<BTreeMap<String, Found>> {
     let running = delay_line::find(lab);
     let held = running.as_ref().and_then(|r| r.config.clone());
+    let snapshot = snapshot().await?;
     let mut out = BTreeMap::new();
     for (network, ifname) in links {
-        let observed = kernel::observe(&link(lab, node, network, ifname))
+        let observed = kernel::observe_in(&link(lab, node, network, ifname), &snapshot)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| kernel_error(&e))?;
         let sets = [Direction::Egress, Direction::Ingress].map(|direction| {
             let seen = observed.direction(direction);
             let mut set = seen.set;
@@ -165,7 +197,9 @@ pub async fn apply(
     let mut wanted = link(lab, node, network, ifname);
     wanted.egress = egress.normalized();
     wanted.ingress = ingress.normalized();
-    let _lock = lab_lock(lab).await;
+    // The delay line's file is the lab's, shared by its links: one link
+    // at a time. The kernel's part below is the link's own.
+    let lock = lab_lock(lab).await;
     let queue = if plane == Plane::Userspace {
         let state = state_dir();
         let lab = lab.to_string();
@@ -203,10 +237,10 @@ pub async fn apply(
     } else {
         0
     };
-    kernel::apply(&wanted, plane, queue)
-        .await
-        .map(|_| ())
-        .map_err(|e| kernel_error(&e))
+    drop(lock);
+    let applied = kernel::apply(&wanted, plane, queue).await;
+    changed();
+    applied.map(|_| ()).map_err(|e| kernel_error(&e))
 }
 
 /// A kernel error with its help, as words.
@@ -226,6 +260,7 @@ fn interface_exists(ifname: &str) -> bool {
 /// lab, its delay line and its files included, when `keep` is empty.
 pub async fn prune(lab: &str, keep: &Links) -> Result<()> {
     let _lock = lab_lock(lab).await;
+    changed();
     if keep.is_empty() {
         kernel::remove_lab(lab)
             .await

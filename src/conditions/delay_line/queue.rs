@@ -24,8 +24,9 @@ const QUEUE_MAX_LEN: u32 = 16_384;
 /// The queue socket's receive buffer: room for a burst of packets handed
 /// over before the loop reads them.
 const RECEIVE_BUFFER: libc::c_int = 16 << 20;
-/// How often the configuration file is looked at.
-const RELOAD_CHECK: Duration = Duration::from_millis(100);
+/// How often the configuration file is looked at: one stat, and `ensure`
+/// waits for the reload, so a short period keeps an apply quick.
+const RELOAD_CHECK: Duration = Duration::from_millis(10);
 /// How often interface names are resolved again: a node re-created under
 /// the same host-side name gets a new index.
 const RESOLVE_EVERY: Duration = Duration::from_secs(1);

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use crate::conditions::{Direction, LinkConditions};
-pub use observe::{Observed, ObservedDirection};
+pub use observe::{Observed, ObservedDirection, Snapshot};
 pub use plane::{Plane, PlaneChoice, probe};
 use reconcile::Action;
 
@@ -202,9 +202,41 @@ pub async fn apply(
     plane: Plane,
     queue: u16,
 ) -> Result<Applied, KernelError> {
-    let _lock = lab_lock(&link.lab).await;
+    let wanted = reconcile::wanted(link, plane, queue);
+    let mut applied = ensure_chains(&link.lab, &wanted).await?;
+    // Past the lab's chains, an attachment's objects are its own (its
+    // ifb, its interface's qdiscs, rules naming its interface): the
+    // attachments of a lab are set side by side.
     let found = observe::read(link).await?;
-    let actions = reconcile::plan(link, &reconcile::wanted(link, plane, queue), &found)?;
+    let actions = reconcile::plan(link, &wanted, &found)?;
+    applied.actions.extend(run(actions).await?.actions);
+    Ok(applied)
+}
+
+/// Makes the lab's chains, and the jumps to them, that `wanted`'s rules
+/// need; the one part attachments share, so under the lab's lock: two
+/// attachments that both saw no jump rule would both add one.
+async fn ensure_chains(lab: &str, wanted: &reconcile::Wanted) -> Result<Applied, KernelError> {
+    let needed: Vec<Direction> = [Direction::Egress, Direction::Ingress]
+        .into_iter()
+        .filter(|d| !wanted.rules[index(*d)].is_empty())
+        .collect();
+    if needed.is_empty() {
+        return Ok(Applied::default());
+    }
+    let _lock = lab_lock(lab).await;
+    let table = observe::read_table().await?;
+    let mut actions = Vec::new();
+    for direction in needed {
+        let found = observe::chain_found(&table, lab, direction, "");
+        let name = iptables::chain(lab, direction);
+        if !found.exists {
+            actions.push(Action::Run(iptables::new_chain(&name)));
+        }
+        if !found.jumped {
+            actions.push(Action::Run(iptables::jump(lab, direction, &name)));
+        }
+    }
     run(actions).await
 }
 
@@ -213,6 +245,16 @@ pub async fn apply(
 /// not needed to read: objects of either plane are found.
 pub async fn observe(link: &LinkConditions) -> Result<Observed, KernelError> {
     let found = observe::read(link).await?;
+    Ok(observe::project(&found, &ifb::name(link)))
+}
+
+/// As [`observe`], from a [`Snapshot`] of the kernel taken once for many
+/// attachments.
+pub async fn observe_in(
+    link: &LinkConditions,
+    snapshot: &Snapshot,
+) -> Result<Observed, KernelError> {
+    let found = snapshot.read(link).await?;
     Ok(observe::project(&found, &ifb::name(link)))
 }
 

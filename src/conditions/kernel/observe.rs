@@ -95,6 +95,77 @@ pub async fn read(link: &LinkConditions) -> Result<Found, KernelError> {
     })
 }
 
+/// The kernel's objects of every attachment at once: all interfaces'
+/// qdiscs, every ifb, the mangle table and the br_netfilter switches, read
+/// with three commands. [`Snapshot::read`] then needs only one more per
+/// attachment whose interface has an ingress qdisc (its filter).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    qdiscs: std::collections::HashMap<String, Qdiscs>,
+    ifbs: std::collections::HashMap<String, ifb::Link>,
+    table: String,
+    bridge_nf: bool,
+}
+
+impl Snapshot {
+    pub async fn take() -> Result<Snapshot, KernelError> {
+        let all = tc::show_qdiscs(None);
+        let links = ifb::show_all();
+        let (qdiscs, ifbs, table) = tokio::join!(all.run(), links.run(), read_table());
+        let qdiscs = tc::qdiscs_by_dev(&qdiscs?).map_err(|m| bad_output(&all, m))?;
+        let ifbs = ifb::parse_links(&ifbs?)
+            .map_err(|m| bad_output(&links, m))?
+            .into_iter()
+            .map(|l| (l.name.clone(), l))
+            .collect();
+        let mut bridge_nf = true;
+        for path in BRIDGE_NF {
+            let value = tokio::fs::read_to_string(path).await.unwrap_or_default();
+            bridge_nf &= value.trim() == "1";
+        }
+        Ok(Snapshot {
+            qdiscs,
+            ifbs,
+            table: table?,
+            bridge_nf,
+        })
+    }
+
+    /// One attachment's objects, as [`read`] finds them.
+    pub async fn read(&self, link: &LinkConditions) -> Result<Found, KernelError> {
+        let ifb_name = ifb::name(link);
+        let host = self.qdiscs.get(&link.ifname).cloned();
+        let mut redirect = None;
+        if let Some(q) = &host
+            && q.ingress
+        {
+            let show = tc::show_ingress_filters(&link.ifname);
+            match show.run().await {
+                Ok(json) => {
+                    redirect = tc::parse_redirect(&json).map_err(|m| bad_output(&show, m))?
+                }
+                Err(e) if missing_device(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ifb = self.ifbs.get(&ifb_name).cloned();
+        let ifb_root = ifb
+            .as_ref()
+            .and_then(|_| self.qdiscs.get(&ifb_name))
+            .and_then(|q| q.root.clone());
+        Ok(Found {
+            host_exists: host.is_some(),
+            host: host.unwrap_or_default(),
+            redirect,
+            ifb,
+            ifb_root,
+            chains: [Direction::Egress, Direction::Ingress]
+                .map(|d| chain_found(&self.table, &link.lab, d, &link.ifname)),
+            bridge_nf: self.bridge_nf,
+        })
+    }
+}
+
 async fn read_host(ifname: &str) -> Result<(bool, Qdiscs, Option<String>), KernelError> {
     let show = tc::show_qdiscs(Some(ifname));
     let qdiscs = match show.run().await {
@@ -143,7 +214,12 @@ pub async fn read_table() -> Result<String, KernelError> {
     }
 }
 
-fn chain_found(table: &str, lab: &str, direction: Direction, ifname: &str) -> ChainFound {
+pub(super) fn chain_found(
+    table: &str,
+    lab: &str,
+    direction: Direction,
+    ifname: &str,
+) -> ChainFound {
     let chain = iptables::chain(lab, direction);
     if !iptables::parse_chains(table).contains(&chain) {
         return ChainFound::default();

@@ -217,9 +217,27 @@ pub struct Qdiscs {
 
 /// Reads `tc -j qdisc show` output. Only benchscale's handles count.
 pub fn parse_qdiscs(json: &str) -> Result<Qdiscs, String> {
-    let list = parse_list(json)?;
+    Ok(fold_qdiscs(&parse_list(json)?))
+}
+
+/// Every interface's qdiscs, from `tc -j qdisc show` of all of them (each
+/// entry names its `dev`): one command for a whole lab.
+pub fn qdiscs_by_dev(json: &str) -> Result<std::collections::HashMap<String, Qdiscs>, String> {
+    let mut by_dev: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for q in parse_list(json)? {
+        if let Some(dev) = q["dev"].as_str() {
+            by_dev.entry(dev.to_owned()).or_default().push(q);
+        }
+    }
+    Ok(by_dev
+        .into_iter()
+        .map(|(dev, list)| (dev, fold_qdiscs(&list)))
+        .collect())
+}
+
+fn fold_qdiscs(list: &[Value]) -> Qdiscs {
     let mut found = Qdiscs::default();
-    for q in &list {
+    for q in list {
         let kind = q["kind"].as_str().unwrap_or_default();
         let handle = q["handle"].as_str().unwrap_or_default();
         if kind == "ingress" {
@@ -235,7 +253,7 @@ pub fn parse_qdiscs(json: &str) -> Result<Qdiscs, String> {
             };
         }
     }
-    Ok(found)
+    found
 }
 
 /// The devices that have an `ingress` qdisc, from `tc -j qdisc show` of
