@@ -18,4 +18,5 @@ pub mod registry;
 pub mod report;
 pub mod routing;
 pub mod synth;
+pub mod testrun;
 pub mod topology;

@@ -36,6 +36,7 @@ mod routers;
 mod ssh;
 mod sshd;
 mod support;
+mod test_runner;
 mod vm;
 mod vm_conditions;
 mod vm_drift;

@@ -372,6 +372,49 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<BTreeMap<String, String>, BackendError>> + Send {
         async { Ok(BTreeMap::new()) }
     }
+    /// Chaos on a running node, for test steps: `kill` (SIGKILL; a VM is
+    /// powered off), `stop`, `start`, `restart`, `pause`, `resume`. By
+    /// default through `stop` and `start`; pausing needs the backend.
+    fn chaos(
+        &self,
+        id: &str,
+        chaos: crate::topology::checks::Chaos,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        use crate::topology::checks::Chaos;
+        async move {
+            match chaos {
+                Chaos::Kill | Chaos::Stop => self.stop(id).await,
+                Chaos::Start => self.start(id).await,
+                Chaos::Restart => {
+                    self.stop(id).await?;
+                    self.start(id).await
+                }
+                Chaos::Pause | Chaos::Resume => Err(BackendError::Conditions {
+                    message: format!("{} is not supported for node {id}", chaos.as_str()),
+                    help: Some("use stop and start".into()),
+                }),
+            }
+        }
+    }
+    /// Takes a node off a network (`attached: false`) or puts it back, with
+    /// its static address if it has one; for test steps.
+    fn attach(
+        &self,
+        id: &str,
+        network_id: &str,
+        attached: bool,
+        ip: Option<Ipv4Addr>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (network_id, ip);
+        let what = if attached { "connect" } else { "disconnect" };
+        let message = format!("{what} is not supported for node {id}");
+        async move {
+            Err(BackendError::Conditions {
+                message,
+                help: Some("disconnect and connect work on containers".into()),
+            })
+        }
+    }
     /// The process whose network namespace is a running node's (a
     /// container's main process), for routes and NAT set from this
     /// machine; `None` when the node has none here (VMs, remote daemons).

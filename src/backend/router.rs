@@ -243,6 +243,26 @@ impl Backend for Router {
         }
     }
 
+    async fn chaos(&self, id: &str, c: crate::topology::checks::Chaos) -> Result<(), BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.chaos(id, c).await,
+            Picked::Libvirt(l) => l.chaos(id, c).await,
+        }
+    }
+
+    async fn attach(
+        &self,
+        id: &str,
+        network_id: &str,
+        attached: bool,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.attach(id, network_id, attached, ip).await,
+            Picked::Libvirt(l) => l.attach(id, network_id, attached, ip).await,
+        }
+    }
+
     // Conditions themselves are the kernel's, the same for both daemons
     // (the trait's default methods); only the links differ.
     async fn netns_pid(&self, id: &str) -> Result<Option<u32>, BackendError> {

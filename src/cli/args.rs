@@ -118,6 +118,26 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Run the file's tests against the lab (applied first when it differs
+    /// from the file); the lab is returned to the file after each test.
+    Test {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Names of the tests to run; default: all, in file order.
+        #[arg(value_name = "TEST")]
+        tests: Vec<String>,
+        /// Write a JUnit XML report here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Where failed tests' node logs go (default: the lab's state folder).
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
+        /// Remove the lab at the end, also when a test failed.
+        #[arg(long)]
+        destroy: bool,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t)]
+        output: OutputFormat,
+    },
     /// Change the network conditions of a running node's link by hand. The
     /// file is not touched: `plan` then shows drift and `apply` restores it.
     Impair(ImpairArgs),

@@ -68,7 +68,7 @@ fn with_events(report: &impl serde::Serialize, events: Vec<Timed>) -> serde_json
     value
 }
 
-fn load(file: &Path) -> Result<Topology, u8> {
+pub(super) fn load(file: &Path) -> Result<Topology, u8> {
     topology::load_file(file).map_err(|problems| {
         print_diagnostics(&problems);
         EXIT_ERROR
@@ -281,6 +281,23 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Impair(args) => super::impair::run(config, args).await,
+        Command::Test {
+            file,
+            tests,
+            junit,
+            artifacts,
+            destroy,
+            output,
+        } => {
+            let run = super::test::Run {
+                tests,
+                junit,
+                artifacts,
+                destroy,
+                output,
+            };
+            super::test::run(config, &file, run).await
+        }
         Command::Validate { .. }
         | Command::Graph { .. }
         | Command::Schema
@@ -291,7 +308,7 @@ async fn run_async(config: &Config, command: Command) -> u8 {
 }
 
 /// Fires `cancel` on Ctrl-C or SIGTERM.
-fn watch_signals(cancel: CancellationToken) {
+pub(super) fn watch_signals(cancel: CancellationToken) {
     tokio::spawn(async move {
         super::interrupt().await;
         eprintln!("interrupted: letting work in flight finish, starting nothing new");
@@ -531,6 +548,15 @@ fn print_status(s: &LabStatus) {
                 println!("      {lead} {line}");
             }
         }
+    }
+    if let Some(run) = s.test_runs.last() {
+        let passed = run.tests.iter().filter(|t| t.1).count();
+        println!(
+            "  last test run: {} ({passed} of {} tests passed, {:.1}s)",
+            run.result,
+            run.tests.len(),
+            run.duration_ms as f64 / 1000.0
+        );
     }
     if !s.conditions.is_empty() {
         println!(

@@ -9,6 +9,7 @@ mod impair;
 mod lab;
 mod progress;
 mod shown;
+mod test;
 
 use std::process::ExitCode;
 

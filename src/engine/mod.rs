@@ -9,6 +9,7 @@
 mod conditions;
 pub(crate) mod record;
 mod status;
+mod testing;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use conditions::Impairment;
 pub use status::{LabStatus, LabSummary, NodeHealth, NodeStatusReport};
+pub use testing::TestOptions;
 
 use crate::backend::docker::DockerBackend;
 use crate::backend::libvirt::{LibvirtBackend, Settings};
@@ -54,6 +56,13 @@ pub enum EngineError {
     #[error("{} images could not be pulled; nothing was created", .0.len())]
     #[diagnostic(code(benchscale::engine::pulls_failed))]
     PullsFailed(#[related] Vec<BackendError>),
+    /// The lab could not be brought to the file before or between tests.
+    #[error("the lab does not match its file: {0}")]
+    #[diagnostic(
+        code(benchscale::engine::not_ready),
+        help("run `benchscale apply FILE` to see what fails, fix it, then test again")
+    )]
+    NotReady(String),
     /// The lab or node is not known.
     #[error("{what} not found")]
     #[diagnostic(

@@ -46,6 +46,9 @@ pub struct LabStatus {
     /// file declares some.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<super::conditions::LinkStatus>,
+    /// The lab's last test runs (up to 50), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test_runs: Vec<crate::registry::TestRunEntry>,
 }
 
 /// One node's health, judged now by [`Engine::check_health`].
@@ -157,6 +160,7 @@ impl<B: Backend> Engine<B> {
             last_apply,
             data_plane,
             conditions,
+            test_runs: record.test_runs.clone(),
         })
     }
 

@@ -114,6 +114,18 @@ pub struct HistoryEntry {
     pub message: Option<String>,
 }
 
+/// One run of `benchscale test`, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRunEntry {
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub duration_ms: u64,
+    /// `passed`, `failed` or `interrupted`.
+    pub result: String,
+    /// Each test run: name, passed, duration in milliseconds.
+    pub tests: Vec<(String, bool, u64)>,
+}
+
 /// Everything the registry keeps of one lab.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabRecord {
@@ -123,6 +135,9 @@ pub struct LabRecord {
     pub networks: BTreeMap<String, NetworkRecord>,
     pub nodes: BTreeMap<String, NodeRecord>,
     pub history: Vec<HistoryEntry>,
+    /// The last test runs, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_runs: Vec<TestRunEntry>,
 }
 
 impl LabRecord {
@@ -131,6 +146,13 @@ impl LabRecord {
             lab: lab.to_string(),
             ..Self::default()
         }
+    }
+
+    /// Appends a test run, keeping the last [`HISTORY_LEN`].
+    pub fn push_test_run(&mut self, entry: TestRunEntry) {
+        self.test_runs.push(entry);
+        let excess = self.test_runs.len().saturating_sub(HISTORY_LEN);
+        self.test_runs.drain(..excess);
     }
 
     /// Appends to the history, keeping the last [`HISTORY_LEN`] entries.
@@ -167,7 +189,9 @@ impl Registry {
         }
     }
 
-    fn dir(&self, lab: &str) -> PathBuf {
+    /// The lab's folder: its record, lock and the files other parts keep
+    /// for it (the delay line's, test artifacts).
+    pub fn dir(&self, lab: &str) -> PathBuf {
         self.root.join(lab)
     }
 

@@ -16,6 +16,7 @@
 //!   configuration;
 //! - `time.rs`: the engine's timestamps.
 
+mod chaos;
 mod containers;
 mod copy;
 mod credentials;
@@ -292,6 +293,20 @@ impl Backend for DockerBackend {
 
     async fn netns_pid(&self, id: &str) -> Result<Option<u32>, BackendError> {
         links::netns_pid(self, id).await
+    }
+
+    async fn chaos(&self, id: &str, c: crate::topology::checks::Chaos) -> Result<(), BackendError> {
+        chaos::chaos(self, id, c).await
+    }
+
+    async fn attach(
+        &self,
+        id: &str,
+        network_id: &str,
+        attached: bool,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), BackendError> {
+        chaos::attach(self, id, network_id, attached, ip).await
     }
 
     async fn links(
