@@ -7,6 +7,8 @@
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
 //! `conditions_kernel` puts network conditions on a veth pair in the real
 //! kernel, with no Docker;
+//! `routers` and `nat_types` put homes behind NAT routers and send TCP and
+//! UDP through them;
 //! `conformance` runs one suite of backend checks against the fake
 //! backend, Docker and libvirt; `delay_line` runs the userspace delay line
 //! against the real kernel in scratch network namespaces. What they share
@@ -31,6 +33,7 @@ mod lab;
 mod lifecycle;
 mod limits;
 mod long_names;
+mod nat_types;
 mod pull;
 mod routers;
 mod ssh;
