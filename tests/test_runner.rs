@@ -208,3 +208,45 @@ fn tests_pass_fail_undo_their_chaos_and_report_to_junit() {
         .expect_code(0, "the passing test alone");
     echo.store(true, Ordering::SeqCst);
 }
+
+const LONG: &str = r#"
+name: {lab}
+defaults:
+  container:
+    image: benchscale/busybox:latest
+    command: ["sleep", "3600"]
+networks:
+  lan: { subnet: 10.246.{n}.0/24 }
+nodes:
+  web:
+    kind: container
+    networks: [lan]
+tests:
+  - name: stops-web
+    steps:
+      - stop: web
+      - sleep: 60s
+  - name: never-reached
+    steps:
+      - sleep: 1s
+"#;
+
+#[test]
+fn an_interrupted_test_run_exits_130_with_the_lab_returned_to_the_file() {
+    let lab = TestLab::new("it-test-int", LONG);
+    lab.apply_ok();
+    let mut run = lab.spawn(lab.command(&["test", &lab.file_arg()]));
+    run.wait_for_stderr("stops-web: stop web ... ok", Duration::from_secs(60));
+    assert_eq!(lab.container("web").status, "exited", "the step stopped web");
+    run.signal("INT");
+    let done = run.wait(Duration::from_secs(60));
+    done.expect_code(130, "test interrupted by SIGINT");
+    assert_eq!(lab.container("web").status, "running", "web was not started again");
+    assert!(
+        !done.stdout.contains("never-reached"),
+        "a test ran after the interrupt:\n{}",
+        done.both()
+    );
+    let runs = lab.status()["test_runs"].clone();
+    assert_eq!(runs[0]["result"], "interrupted", "{runs:#}");
+}
