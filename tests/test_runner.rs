@@ -237,11 +237,19 @@ fn an_interrupted_test_run_exits_130_with_the_lab_returned_to_the_file() {
     lab.apply_ok();
     let mut run = lab.spawn(lab.command(&["test", &lab.file_arg()]));
     run.wait_for_stderr("stops-web: stop web ... ok", Duration::from_secs(60));
-    assert_eq!(lab.container("web").status, "exited", "the step stopped web");
+    assert_eq!(
+        lab.container("web").status,
+        "exited",
+        "the step stopped web"
+    );
     run.signal("INT");
     let done = run.wait(Duration::from_secs(60));
     done.expect_code(130, "test interrupted by SIGINT");
-    assert_eq!(lab.container("web").status, "running", "web was not started again");
+    assert_eq!(
+        lab.container("web").status,
+        "running",
+        "web was not started again"
+    );
     assert!(
         !done.stdout.contains("never-reached"),
         "a test ran after the interrupt:\n{}",

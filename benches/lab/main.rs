@@ -10,8 +10,9 @@
 //! ```
 //!
 //! It writes `BENCHMARKS.md` and `docs/bench/apply-vs-size.svg` (overwritten
-//! each run, except the block of `BENCHMARKS.md` that the conditions
-//! benchmark writes, which is carried over as it is). Variables for
+//! each run, except the blocks of `BENCHMARKS.md` that the conditions and
+//! test-runner benchmarks write, which are carried over as they are).
+//! Variables for
 //! shorter runs; the defaults are the full set:
 //!
 //! - `BENCH_SIZES=10,30,100,200`: container lab sizes (4 networks); `0`
@@ -49,7 +50,7 @@
 //! Run without `--bench` (as `cargo test --benches` does), it only checks
 //! itself and the offline pipeline, touching no daemon.
 
-/// The conditions benchmark's block of the report, kept as it is.
+/// The other benchmarks' blocks of the report, kept as they are.
 #[path = "../conditions/block.rs"]
 mod block;
 mod containers;

@@ -21,12 +21,9 @@ pub fn write(settings: &Settings, results: &Results) -> Result<Vec<PathBuf>, Str
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(&svg, plot(&results.sizes)).map_err(|e| format!("{}: {e}", svg.display()))?;
-    // The conditions benchmark's block is its own: carried over as it is.
+    // The other benchmarks' blocks are theirs: carried over as they are.
     let old = std::fs::read_to_string(&md).unwrap_or_default();
-    let mut text = markdown(settings, results);
-    if let Some(block) = crate::block::extract(&old) {
-        text = crate::block::replace(&text, block);
-    }
+    let text = crate::block::carry_over(&old, markdown(settings, results));
     std::fs::write(&md, text).map_err(|e| format!("{}: {e}", md.display()))?;
     Ok(vec![md, svg])
 }
