@@ -41,6 +41,7 @@ mod sshd;
 mod support;
 mod test_runner;
 mod vm;
+mod vm_chaos;
 mod vm_conditions;
 mod vm_drift;
 mod vm_remote;
