@@ -190,7 +190,10 @@ impl<B: Backend> Engine<B> {
 
     /// What judging any node of the lab needs, read once: what runs, and
     /// the values its conditions may substitute.
-    async fn health_inputs(&self, topology: &Topology) -> Result<(Observed, Values), EngineError> {
+    pub(super) async fn health_inputs(
+        &self,
+        topology: &Topology,
+    ) -> Result<(Observed, Values), EngineError> {
         let observed = self.backend.observe(&topology.name).await?;
         let lab = topology.name.clone();
         let record = self.blocking(move |r| r.load(&lab)).await?;

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use super::{ApplyOptions, Engine, EngineError, now_secs};
 use crate::backend::{Backend, RunState};
 use crate::exec::EventSink;
-use crate::exec::substitute::{Values, observed_addresses};
 use crate::lifecycle::Health;
 use crate::registry::TestRunEntry;
 use crate::testrun::steps::{Attempt, Lab, RETRY, expected_of};
@@ -123,9 +122,7 @@ impl<B: Backend> Engine<B> {
     }
 
     async fn lab_now<'a>(&'a self, topology: &'a Topology) -> Result<Lab<'a, B>, EngineError> {
-        let observed = self.backend.observe(&topology.name).await?;
-        let lab = topology.name.clone();
-        let record = self.blocking(move |r| r.load(&lab)).await?;
+        let (observed, values) = self.health_inputs(topology).await?;
         let ids = observed
             .nodes
             .iter()
@@ -137,14 +134,6 @@ impl<B: Backend> Engine<B> {
             .iter()
             .map(|n| (n.name.clone(), n.id.clone()))
             .collect();
-        let values = Values {
-            lab: topology.name.clone(),
-            outputs: record
-                .map(|r| r.nodes.into_iter().map(|(k, v)| (k, v.outputs)).collect())
-                .unwrap_or_default(),
-            addresses: observed_addresses(&observed),
-            ..Values::default()
-        };
         Ok(Lab {
             backend: &*self.backend,
             topology,

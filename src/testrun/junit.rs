@@ -7,22 +7,18 @@ use std::fmt::Write;
 
 use super::{StepStatus, TestReport};
 
+/// XML's escapes, and the control characters XML 1.0 has no place for
+/// (a command's output may hold them) replaced.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // XML 1.0 allows no other control characters.
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    let clean: String = text
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 => '\u{fffd}',
+            c => c,
+        })
+        .collect();
+    crate::backend::libvirt::xml::escape(&clean)
 }
 
 fn secs(ms: u64) -> String {
