@@ -124,9 +124,33 @@ fn two_homes_behind_nat_reach_the_relay_but_not_each_other_and_drift_is_put_back
     assert!(reaches(&lab, "a", &ip(242, 10)), "a lost the relay");
     assert!(reaches(&lab, "b", &ip(242, 10)), "b lost the relay");
 
+    // The routed networks are closed to the host's forwarding by the lab's
+    // own chain, not by Docker's isolation alone.
+    let chain = benchscale::routing::host::chain(&lab.name);
+    let filter = || {
+        let out = Command::new("iptables")
+            .args(["-w", "-S"])
+            .output()
+            .expect("iptables");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rules = filter();
+    assert_eq!(
+        rules
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {chain} ")))
+            .count(),
+        4,
+        "two rules per routed network:\n{rules}"
+    );
+
     let destroy = lab.run(&["destroy", &lab.file_arg()]);
     destroy.expect_code(0, "destroy");
-    // Every rule lived in the containers' namespaces: the host has none.
+    assert!(
+        !filter().contains(&chain),
+        "the lab's chain outlived destroy"
+    );
+    // The NAT rules lived in the containers' namespaces: the host has none.
     let host = Command::new("nft")
         .args(["list", "tables"])
         .output()

@@ -370,6 +370,21 @@ impl<B: Backend> Engine<B> {
                 .errors
                 .push(format!("removing stale network conditions: {e}"));
         }
+        // Routed networks closed to the host's forwarding, both ways (see
+        // `routing::host`); checked, and only changed when it differs.
+        if crate::routing::declared(&topology) && !outcome.interrupted {
+            let bridges: Vec<String> = topology
+                .networks
+                .values()
+                .filter(|n| n.router.is_some())
+                .filter_map(|n| outcome.networks.get(&n.name))
+                .filter(|id| !id.starts_with(crate::backend::libvirt::NETWORK_ID_PREFIX))
+                .map(|id| format!("br-{}", id.get(..12).unwrap_or(id)))
+                .collect();
+            if let Err(e) = crate::routing::host::isolate(&lab, &bridges).await {
+                outcome.errors.push(format!("closing routed networks: {e}"));
+            }
+        }
         let mut record = saver.await.unwrap_or_else(|_| LabRecord::new(&lab));
         record::update_record(&mut record, &topology, &plan, &outcome);
         record.topology_path = Some(
@@ -517,6 +532,11 @@ impl<B: Backend> Engine<B> {
             report
                 .errors
                 .push(format!("removing network conditions: {e}"));
+        }
+        if let Err(e) = crate::routing::host::remove(lab).await {
+            report
+                .errors
+                .push(format!("removing the routed networks' rules: {e}"));
         }
         report.nodes.sort();
         report.networks.sort();

@@ -7,6 +7,7 @@
 //! the node's namespace through `nsenter`. Nothing is needed in the image,
 //! and everything dies with the namespace: `destroy` has nothing to undo.
 
+pub mod host;
 mod netns;
 pub mod nft;
 

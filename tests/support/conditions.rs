@@ -39,8 +39,22 @@ pub fn conditions_left(lab: &str) -> Vec<String> {
     left
 }
 
-/// Removes everything of `lab`'s conditions (from `Drop`: never panics).
+/// Removes everything of `lab`'s conditions and its routed networks'
+/// host rules (from `Drop`: never panics).
 pub fn remove_conditions(lab: &str) {
+    let chain = benchscale::routing::host::chain(lab);
+    let table = Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if table.lines().any(|l| l == format!("-N {chain}"))
+        && let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    {
+        let _ = rt.block_on(benchscale::routing::host::remove(lab));
+    }
     if conditions_left(lab).is_empty() {
         return;
     }
