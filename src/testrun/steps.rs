@@ -1,6 +1,6 @@
 //! One try of one test step against the running lab.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -416,9 +416,6 @@ fn tail(text: &str) -> &str {
         .unwrap_or(text.len());
     &text[start..]
 }
-
-/// Each node's addresses by network, for `Values`.
-pub type Addresses = HashMap<String, BTreeMap<String, Ipv4Addr>>;
 
 /// How long to wait between tries of a step with `within`.
 pub const RETRY: Duration = Duration::from_millis(500);
