@@ -185,6 +185,18 @@ impl Lab<'_> {
         }
         if let Some(link) = raw.disconnect.as_ref().or(raw.connect.as_ref()) {
             let n = self.node(&link.node, &format!("{at}/node"), ctx)?;
+            if n.kind == NodeKind::Vm {
+                ctx.at_value(
+                    &format!("{at}/node"),
+                    Diagnostic::new(
+                        "benchscale::test::wrong_kind",
+                        format!("`{key}` applies to containers, but `{}` is a VM", n.name),
+                    )
+                    .with_help("take a VM off its network with `stop` (and `start` to bring it back), or impair its link with `impair: { ..., conditions: { loss: 100% } }`"),
+                    "a VM",
+                );
+                return None;
+            }
             if !self.attached(n, &link.network, &format!("{at}/network"), ctx) {
                 return None;
             }
