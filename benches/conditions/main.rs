@@ -271,28 +271,9 @@ pub struct Machine {
     pub date: String,
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn machine(tools: &Tools) -> Machine {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown".into(), |(_, m)| m.trim().to_string());
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut commit = capture("git", &["-C", root, "rev-parse", "--short=12", "HEAD"]);
-    if capture(
-        "git",
-        &["-C", root, "status", "--porcelain", "--untracked-files=no"],
-    ) != "unknown"
-    {
-        commit.push_str(" with uncommitted changes");
-    }
+    let cpu_model = run::cpu_model();
+    let commit = run::commit();
     // What `benchscale config` says of the conditions' data plane.
     let plane = tools
         .benchscale(&["config"], &[])
@@ -310,7 +291,7 @@ fn machine(tools: &Tools) -> Machine {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model,
         kernel: capture("uname", &["-r"]),
-        load_start: loadavg(),
+        load_start: run::loadavg(),
         load_end: String::new(),
         docker: capture("docker", &["version", "--format", "{{.Server.Version}}"]),
         plane,
@@ -421,7 +402,7 @@ fn main() {
         results.errors.push(format!("accuracy: {e}"));
         tools.cleanup();
     }
-    results.machine.load_end = loadavg();
+    results.machine.load_end = run::loadavg();
     results.duration = started.elapsed();
     let mut failed = !results.errors.is_empty();
     match report::write(&settings, &results) {

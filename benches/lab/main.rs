@@ -369,7 +369,7 @@ fn main() {
             }
         }
     }
-    results.machine.load_end = loadavg();
+    results.machine.load_end = run::loadavg();
     results.incidents = ctx
         .incidents
         .lock()
@@ -467,12 +467,6 @@ fn preflight(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn machine() -> Machine {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory = meminfo
@@ -483,21 +477,8 @@ fn machine() -> Machine {
         .map_or("unknown".into(), |kib| {
             format!("{:.1} GiB", kib / 1024.0 / 1024.0)
         });
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown".into(), |(_, m)| m.trim().to_string());
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut commit = capture("git", &["-C", root, "rev-parse", "--short=12", "HEAD"]);
-    if capture(
-        "git",
-        &["-C", root, "status", "--porcelain", "--untracked-files=no"],
-    ) != "unknown"
-    {
-        commit.push_str(" with uncommitted changes");
-    }
+    let cpu_model = run::cpu_model();
+    let commit = run::commit();
     let libvirt = capture("virsh", &["-c", vm::URI, "version"])
         .lines()
         .filter_map(|l| {
@@ -513,7 +494,7 @@ fn machine() -> Machine {
         cpu_model,
         memory,
         kernel: capture("uname", &["-r"]),
-        load_start: loadavg(),
+        load_start: run::loadavg(),
         load_end: String::new(),
         docker: capture(
             "docker",

@@ -346,3 +346,34 @@ impl Samples {
         self.sorted().last().copied()
     }
 }
+
+/// The load average over 1, 5 and 15 minutes, as `/proc/loadavg` gives it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The CPU's model name.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".into(), |(_, m)| m.trim().to_string())
+}
+
+/// The repository's commit, and whether tracked files differ from it.
+pub fn commit() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut commit = capture("git", &["-C", root, "rev-parse", "--short=12", "HEAD"]);
+    if capture(
+        "git",
+        &["-C", root, "status", "--porcelain", "--untracked-files=no"],
+    ) != "unknown"
+    {
+        commit.push_str(" with uncommitted changes");
+    }
+    commit
+}

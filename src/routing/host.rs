@@ -39,6 +39,20 @@ async fn iptables(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Whether `iptables -S` output declares `chain`.
+fn has_chain(table: &str, chain: &str) -> bool {
+    table.lines().any(|l| l == format!("-N {chain}"))
+}
+
+/// How many rules of `DOCKER-USER` jump to `chain`.
+fn jumps(table: &str, chain: &str) -> usize {
+    let target = format!("-j {chain}");
+    table
+        .lines()
+        .filter(|l| l.starts_with("-A DOCKER-USER ") && l.ends_with(&target))
+        .count()
+}
+
 /// The rules a routed network's bridge gets.
 fn wanted(bridges: &[String], chain: &str) -> Vec<String> {
     bridges
@@ -60,13 +74,10 @@ pub async fn isolate(lab: &str, bridges: &[String]) -> Result<(), String> {
     }
     let chain = chain(lab);
     let table = iptables(&["-S"]).await?;
-    if !table.lines().any(|l| l == format!("-N {chain}")) {
+    if !has_chain(&table, &chain) {
         iptables(&["-N", &chain]).await?;
     }
-    let jumped = table
-        .lines()
-        .any(|l| l.starts_with("-A DOCKER-USER ") && l.ends_with(&format!("-j {chain}")));
-    if !jumped {
+    if jumps(&table, &chain) == 0 {
         let mark = format!("benchscale lab={lab}");
         iptables(&[
             "-I",
@@ -101,15 +112,11 @@ pub async fn remove(lab: &str) -> Result<(), String> {
     let Ok(table) = iptables(&["-S"]).await else {
         return Ok(());
     };
-    if !table.lines().any(|l| l == format!("-N {chain}")) {
+    if !has_chain(&table, &chain) {
         return Ok(());
     }
     let mark = format!("benchscale lab={lab}");
-    let jumps = table
-        .lines()
-        .filter(|l| l.starts_with("-A DOCKER-USER ") && l.ends_with(&format!("-j {chain}")))
-        .count();
-    for _ in 0..jumps {
+    for _ in 0..jumps(&table, &chain) {
         iptables(&[
             "-D",
             "DOCKER-USER",

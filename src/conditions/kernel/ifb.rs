@@ -63,10 +63,6 @@ pub fn delete(name: &str) -> Cmd {
     Cmd::new("ip", &["link", "del", "dev", name])
 }
 
-pub fn show(name: &str) -> Cmd {
-    Cmd::new("ip", &["-j", "link", "show", "dev", name])
-}
-
 pub fn show_all() -> Cmd {
     Cmd::new("ip", &["-j", "link", "show", "type", "ifb"])
 }

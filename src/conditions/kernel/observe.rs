@@ -70,29 +70,10 @@ fn bad_output(cmd: &Cmd, message: String) -> KernelError {
     }
 }
 
-/// Reads the attachment's objects from the kernel.
+/// Reads the attachment's objects from the kernel: a [`Snapshot`] read
+/// for it alone, so that one attachment and many are read the same way.
 pub async fn read(link: &LinkConditions) -> Result<Found, KernelError> {
-    let ifb_name = ifb::name(link);
-    let (host, ifb, table) =
-        tokio::join!(read_host(&link.ifname), read_ifb(&ifb_name), read_table(),);
-    let (host_exists, host, redirect) = host?;
-    let (ifb, ifb_root) = ifb?;
-    let table = table?;
-    let mut bridge_nf = true;
-    for path in BRIDGE_NF {
-        let value = tokio::fs::read_to_string(path).await.unwrap_or_default();
-        bridge_nf &= value.trim() == "1";
-    }
-    Ok(Found {
-        host_exists,
-        host,
-        redirect,
-        ifb,
-        ifb_root,
-        chains: [Direction::Egress, Direction::Ingress]
-            .map(|d| chain_found(&table, &link.lab, d, &link.ifname)),
-        bridge_nf,
-    })
+    Snapshot::take().await?.read(link).await
 }
 
 /// The kernel's objects of every attachment at once: all interfaces'
@@ -164,43 +145,6 @@ impl Snapshot {
             bridge_nf: self.bridge_nf,
         })
     }
-}
-
-async fn read_host(ifname: &str) -> Result<(bool, Qdiscs, Option<String>), KernelError> {
-    let show = tc::show_qdiscs(Some(ifname));
-    let qdiscs = match show.run().await {
-        Ok(json) => tc::parse_qdiscs(&json).map_err(|m| bad_output(&show, m))?,
-        Err(e) if missing_device(&e) => return Ok((false, Qdiscs::default(), None)),
-        Err(e) => return Err(e),
-    };
-    let mut redirect = None;
-    if qdiscs.ingress {
-        let show = tc::show_ingress_filters(ifname);
-        let json = show.run().await?;
-        redirect = tc::parse_redirect(&json).map_err(|m| bad_output(&show, m))?;
-    }
-    Ok((true, qdiscs, redirect))
-}
-
-async fn read_ifb(name: &str) -> Result<(Option<ifb::Link>, Option<Shaper>), KernelError> {
-    let show = ifb::show(name);
-    let link = match show.run().await {
-        Ok(json) => ifb::parse_links(&json)
-            .map_err(|m| bad_output(&show, m))?
-            .into_iter()
-            .next(),
-        Err(e) if missing_device(&e) => None,
-        Err(e) => return Err(e),
-    };
-    let Some(link) = link else {
-        return Ok((None, None));
-    };
-    let show = tc::show_qdiscs(Some(name));
-    let json = show.run().await?;
-    let root = tc::parse_qdiscs(&json)
-        .map_err(|m| bad_output(&show, m))?
-        .root;
-    Ok((Some(link), root))
 }
 
 /// `iptables -S` of benchscale's table; empty without iptables at all
