@@ -378,7 +378,8 @@ case "$1" in
             echo "$ip/$prefix" >"/run/net.$interface"
             echo "benchscale-tiny: network up $interface $ip/$prefix (dhcp)" >/dev/console
         fi
-        if [ -n "$router" ] && [ -z "$(ip route show default)" ]; then
+        # busybox's `ip route show` takes no selector: it lists every route.
+        if [ -n "$router" ] && ! ip route | grep -q '^default '; then
             for r in $router; do
                 ip route add default via "$r" dev "$interface" && break
             done

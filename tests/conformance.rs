@@ -60,6 +60,8 @@ impl<B: Backend> Case<'_, B> {
             conditions: Default::default(),
             reservations: Vec::new(),
             router: None,
+            shared: false,
+            dhcp_router: None,
         }
     }
 

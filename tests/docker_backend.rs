@@ -40,6 +40,8 @@ fn network(lease: &Lease, name: &str, octet: u8, nat: bool) -> Network {
         conditions: Default::default(),
         reservations: Vec::new(),
         router: None,
+        shared: false,
+        dhcp_router: None,
     }
 }
 

@@ -36,6 +36,7 @@ mod long_names;
 mod nat_types;
 mod pull;
 mod routers;
+mod shared;
 mod ssh;
 mod sshd;
 mod support;

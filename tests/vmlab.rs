@@ -101,6 +101,21 @@ impl VmLab {
         Self::make(base, yaml, Some(serial))
     }
 
+    /// [`VmLab::booting`] for a lab of VMs and containers: its cleanup
+    /// asks Docker too.
+    pub fn booting_with_containers(base: &str, images: &[&str], yaml: &str) -> Self {
+        require(images);
+        let serial = exclusive("booting");
+        let base = LabBase::new(base, Backends::BOTH, yaml, None);
+        let overlays = Scratch::for_libvirt(&format!("{}-overlays", base.name));
+        VmLab {
+            base,
+            overlays,
+            remote: None,
+            _serial: Some(serial),
+        }
+    }
+
     /// A lab whose commands are expected to create nothing.
     pub fn inert(base: &str, yaml: &str) -> Self {
         require(&[]);

@@ -118,6 +118,8 @@ impl VmFloor {
             nat: false,
             dhcp: true,
             hosts: &hosts,
+            shared: false,
+            dhcp_router: None,
         });
         let guests = (0..lab.vms)
             .map(|i| {

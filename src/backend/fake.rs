@@ -128,6 +128,7 @@ impl Backend for FakeBackend {
                     id: id.clone(),
                     name: name.clone(),
                     spec_hash: hash.clone(),
+                    shared: false,
                 })
                 .collect(),
             nodes: s

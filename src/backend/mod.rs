@@ -64,6 +64,8 @@ fn no_netns(node: &str) -> BackendError {
 
 /// Label: hash of the fields that force a re-create.
 pub const LABEL_SPEC_HASH: &str = "io.benchscale.spec-hash";
+/// On the Docker half of a shared network (its bridge is libvirt's).
+pub const LABEL_SHARED: &str = "io.benchscale.shared";
 
 /// The real name of a lab's network or node: `bs-<lab>-<name>`.
 pub fn resource_name(lab: &str, name: &str) -> String {
@@ -89,6 +91,9 @@ pub struct ObservedNetwork {
     /// Logical network name (from the label).
     pub name: String,
     pub spec_hash: String,
+    /// One half of a shared network (the router puts the halves together).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 /// A node the backend found, by its labels.
@@ -165,6 +170,8 @@ pub struct ContainerRequest {
     pub tmpfs: Vec<Tmpfs>,
     pub cap_add: Vec<String>,
     pub privileged: bool,
+    /// Name servers Docker's own DNS asks for names it does not know.
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// What to create for a node; every `${{ ... }}` is already substituted.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use super::docker::DockerBackend;
 use super::libvirt::{DOMAIN_ID_PREFIX, LibvirtBackend, NETWORK_ID_PREFIX};
 use super::{
-    Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed, OnPull,
+    Backend, BackendError, CreateRequest, Daemon, ExecOutput, NodeStatus, Observed,
+    ObservedNetwork, OnPull,
 };
 use crate::topology::model::{Network, NodeKind};
 
@@ -69,6 +70,29 @@ impl Router {
         })
     }
 
+    fn missing(&self, daemon: Daemon) -> BackendError {
+        BackendError::NotConnected {
+            daemon,
+            why: "not connected".into(),
+        }
+    }
+
+    /// Docker, for calls that need it whatever the id.
+    fn docker(&self) -> Result<&DockerBackend, BackendError> {
+        match self.pick(Daemon::Docker)? {
+            Picked::Docker(d) => Ok(d),
+            Picked::Libvirt(_) => Err(self.missing(Daemon::Docker)),
+        }
+    }
+
+    /// libvirt, for calls that need it whatever the id.
+    fn libvirt(&self) -> Result<&LibvirtBackend, BackendError> {
+        match self.pick(Daemon::Libvirt)? {
+            Picked::Libvirt(l) => Ok(l),
+            Picked::Docker(_) => Err(self.missing(Daemon::Libvirt)),
+        }
+    }
+
     /// The backend that made `id`.
     fn by_id(&self, id: &str) -> Result<Picked<'_>, BackendError> {
         self.pick(daemon_of_id(id))
@@ -93,6 +117,7 @@ impl Backend for Router {
             all.networks.extend(o.networks);
             all.nodes.extend(o.nodes);
         }
+        all.networks = join_shared(all.networks);
         Ok(all)
     }
 
@@ -136,16 +161,27 @@ impl Backend for Router {
         network: &Network,
         spec_hash: &str,
     ) -> Result<String, BackendError> {
+        if network.shared {
+            return self.create_shared(lab, network, spec_hash).await;
+        }
         match self.pick(daemon_of_kind(network.kind))? {
             Picked::Docker(d) => d.create_network(lab, network, spec_hash).await,
             Picked::Libvirt(l) => l.create_network(lab, network, spec_hash).await,
         }
     }
 
+    /// A libvirt network id may stand for a shared network: its Docker
+    /// half (same name) goes first, as containers must leave the bridge
+    /// before libvirt takes it down.
     async fn remove_network(&self, id: &str) -> Result<(), BackendError> {
         match self.by_id(id)? {
             Picked::Docker(d) => d.remove_network(id).await,
-            Picked::Libvirt(l) => l.remove_network(id).await,
+            Picked::Libvirt(l) => {
+                if let (Some(d), Some(name)) = (&self.docker, id.strip_prefix(NETWORK_ID_PREFIX)) {
+                    d.remove_network(name).await?;
+                }
+                l.remove_network(id).await
+            }
         }
     }
 
@@ -155,7 +191,22 @@ impl Backend for Router {
             None => NodeKind::Container,
         };
         match self.pick(daemon_of_kind(kind))? {
-            Picked::Docker(d) => d.create(request).await,
+            Picked::Docker(d) => {
+                // On a shared network: the VMs learn the container's name
+                // from the network's DNS, and Docker knows the network by
+                // its name (the id is libvirt's).
+                let mut request = request.clone();
+                for (_, id, ip) in &mut request.networks {
+                    let Some(name) = id.strip_prefix(NETWORK_ID_PREFIX) else {
+                        continue;
+                    };
+                    if let Some(ip) = *ip {
+                        self.libvirt()?.publish_name(id, &request.node, ip).await?;
+                    }
+                    *id = name.to_string();
+                }
+                d.create(&request).await
+            }
             Picked::Libvirt(l) => l.create(request).await,
         }
     }
@@ -258,7 +309,12 @@ impl Backend for Router {
         ip: Option<std::net::Ipv4Addr>,
     ) -> Result<(), BackendError> {
         match self.by_id(id)? {
-            Picked::Docker(d) => d.attach(id, network_id, attached, ip).await,
+            Picked::Docker(d) => {
+                let network_id = network_id
+                    .strip_prefix(NETWORK_ID_PREFIX)
+                    .unwrap_or(network_id);
+                d.attach(id, network_id, attached, ip).await
+            }
             Picked::Libvirt(l) => l.attach(id, network_id, attached, ip).await,
         }
     }
@@ -278,6 +334,61 @@ impl Backend for Router {
             Picked::Libvirt(l) => l.links(lab, id).await,
         }
     }
+}
+
+impl Router {
+    /// A shared network: libvirt makes the bridge (DHCP and DNS for the
+    /// VMs), then a Docker network takes it over; the pair is known by the
+    /// libvirt id. Nothing is left when the second half fails.
+    async fn create_shared(
+        &self,
+        lab: &str,
+        network: &Network,
+        spec_hash: &str,
+    ) -> Result<String, BackendError> {
+        let (d, l) = (self.docker()?, self.libvirt()?);
+        if l.is_remote() {
+            return Err(BackendError::refused(
+                Daemon::Libvirt,
+                format!("create shared network {}", network.name),
+                "containers and VMs share a network only when libvirt runs on the machine Docker runs on; give the VMs a network of their own",
+            ));
+        }
+        let id = l.create_network(lab, network, spec_hash).await?;
+        if let Err(e) = d.create_network(lab, network, spec_hash).await {
+            let _ = l.remove_network(&id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
+
+/// Puts the halves of each shared network together: one network, known by
+/// its libvirt id, whose hash is the halves' when they agree. A half alone,
+/// or halves that disagree, show with no hash, so the planner replaces the
+/// network (removing it by the libvirt id takes both halves).
+fn join_shared(networks: Vec<ObservedNetwork>) -> Vec<ObservedNetwork> {
+    let (shared, mut out): (Vec<_>, Vec<_>) = networks.into_iter().partition(|n| n.shared);
+    let mut halves: BTreeMap<String, (Option<ObservedNetwork>, Option<ObservedNetwork>)> =
+        BTreeMap::new();
+    for n in shared {
+        let entry = halves.entry(n.name.clone()).or_default();
+        if n.id.starts_with(NETWORK_ID_PREFIX) {
+            entry.0 = Some(n);
+        } else {
+            entry.1 = Some(n);
+        }
+    }
+    for (_, (libvirt, docker)) in halves {
+        let agree = matches!((&libvirt, &docker), (Some(l), Some(d)) if l.spec_hash == d.spec_hash);
+        if let Some(mut n) = libvirt.or(docker) {
+            if !agree {
+                n.spec_hash.clear();
+            }
+            out.push(n);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

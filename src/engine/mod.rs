@@ -377,9 +377,17 @@ impl<B: Backend> Engine<B> {
                 .networks
                 .values()
                 .filter(|n| n.router.is_some())
-                .filter_map(|n| outcome.networks.get(&n.name))
-                .filter(|id| !id.starts_with(crate::backend::libvirt::NETWORK_ID_PREFIX))
-                .map(|id| format!("br-{}", id.get(..12).unwrap_or(id)))
+                .filter_map(|n| {
+                    let id = outcome.networks.get(&n.name)?;
+                    if n.shared {
+                        // The bridge libvirt made, which Docker took over.
+                        Some(crate::backend::libvirt::xml::bridge(&lab, &n.name))
+                    } else if id.starts_with(crate::backend::libvirt::NETWORK_ID_PREFIX) {
+                        None
+                    } else {
+                        Some(format!("br-{}", id.get(..12).unwrap_or(id)))
+                    }
+                })
                 .collect();
             if let Err(e) = crate::routing::host::isolate(&lab, &bridges).await {
                 outcome.errors.push(format!("closing routed networks: {e}"));

@@ -40,6 +40,8 @@ pub struct NodeSpecV1 {
     pub cap_add: Vec<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -80,6 +82,7 @@ impl NodeSpecV1 {
             tmpfs: container.tmpfs,
             cap_add: container.cap_add,
             privileged: container.privileged,
+            dns: container.dns.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -104,6 +107,7 @@ impl NodeSpecV1 {
         check("tmpfs", self.tmpfs == other.tmpfs);
         check("cap_add", self.cap_add == other.cap_add);
         check("privileged", self.privileged == other.privileged);
+        check("dns", self.dns == other.dns);
         fields
     }
 }
@@ -122,6 +126,19 @@ pub fn node_hash(node: &Node) -> String {
 
 /// The spec hash of a network.
 pub fn network_hash(network: &Network) -> String {
+    // Shared networks hash more, so that a network's hash stays what it
+    // was for the kinds that existed before them.
+    if network.shared {
+        return digest(&(
+            network.kind,
+            network.subnet.to_string(),
+            network.gateway.to_string(),
+            network.nat,
+            network.dhcp,
+            "shared",
+            network.dhcp_router.map(|ip| ip.to_string()),
+        ));
+    }
     digest(&(
         network.kind,
         network.subnet.to_string(),

@@ -56,6 +56,11 @@ pub fn desired(
     node: &Node,
     address: impl Fn(&str, &str) -> Option<Ipv4Addr>,
 ) -> Option<Desired> {
+    // A VM behind a router learns its default route from DHCP (its shared
+    // network's `dhcp_router`); the engine has no namespace of its to set.
+    if node.kind == crate::topology::model::NodeKind::Vm {
+        return None;
+    }
     let gateway = node.networks.iter().find_map(|a| {
         let router = topology.networks.get(&a.network)?.router.as_ref()?;
         if *router == node.name {

@@ -55,6 +55,28 @@ pub struct Network {
     /// has `nat` false: no route out through the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub router: Option<String>,
+    /// Containers and VMs are both attached: one bridge, made by libvirt
+    /// (DHCP and DNS for the VMs) and taken over by a Docker network of
+    /// the same name. `kind` is then `Vm`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// On a shared routed network: the router's address, handed to the
+    /// VMs by DHCP as their default route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_router: Option<Ipv4Addr>,
+}
+
+impl Network {
+    /// The first address DHCP hands out: the upper half of the subnet is
+    /// the VMs' DHCP range, the lower half is left for addresses chosen
+    /// in the file (and for containers on a shared network). `None`
+    /// without DHCP.
+    pub fn dhcp_start(&self) -> Option<Ipv4Addr> {
+        let first = u32::from(self.subnet.addr());
+        let last = u32::from(self.subnet.broadcast());
+        self.dhcp
+            .then(|| Ipv4Addr::from(first + (last - first) / 2 + 1))
+    }
 }
 
 /// The kind of a node.
@@ -162,6 +184,10 @@ pub struct ContainerSpec {
     /// Capabilities to add, as written.
     pub cap_add: Vec<String>,
     pub privileged: bool,
+    /// Name servers behind Docker's own: the DNS of the first shared
+    /// network it is on (set by the resolver, never written), where the
+    /// VMs' names are known.
+    pub dns: Vec<Ipv4Addr>,
     /// When the image is pulled. Not part of the container's spec hash:
     /// changing it re-creates nothing.
     pub pull: PullPolicy,

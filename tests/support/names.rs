@@ -57,6 +57,10 @@ impl Backends {
         docker: false,
         libvirt: true,
     };
+    pub const BOTH: Backends = Backends {
+        docker: true,
+        libvirt: true,
+    };
 
     fn words(self) -> String {
         let mut words = Vec::new();

@@ -214,6 +214,7 @@ fn host_config(container: Option<&ContainerRequest>) -> HostConfig {
         }),
         cap_add: some_list(&c.cap_add),
         privileged: c.privileged.then_some(true),
+        dns: (!c.dns.is_empty()).then(|| c.dns.iter().map(ToString::to_string).collect()),
         ..Default::default()
     }
 }

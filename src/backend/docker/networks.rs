@@ -10,7 +10,7 @@ use bollard::query_parameters::ListNetworksOptionsBuilder;
 use super::DockerBackend;
 use super::error::short_id;
 use crate::backend::{
-    BackendError, Daemon, LABEL_LAB, LABEL_NETWORK, LABEL_SPEC_HASH, resource_name,
+    BackendError, Daemon, LABEL_LAB, LABEL_NETWORK, LABEL_SHARED, LABEL_SPEC_HASH, resource_name,
 };
 use crate::topology::model::Network;
 
@@ -147,6 +147,7 @@ pub(super) async fn create_network(
         (LABEL_NETWORK.to_owned(), network.name.clone()),
         (LABEL_SPEC_HASH.to_owned(), spec_hash.to_owned()),
     ]);
+    let (labels, options, ip_range) = shared_half(lab, network, labels);
     let request = NetworkCreateRequest {
         name: name.clone(),
         driver: Some("bridge".to_owned()),
@@ -156,11 +157,13 @@ pub(super) async fn create_network(
             config: Some(vec![IpamConfig {
                 subnet: Some(network.subnet.to_string()),
                 gateway: Some(network.gateway.to_string()),
+                ip_range,
                 ..Default::default()
             }]),
             options: None,
         }),
         labels: Some(labels),
+        options,
         ..Default::default()
     };
     let created = backend
@@ -188,6 +191,31 @@ pub(super) async fn create_network(
     }
     backend.add_known_network(lab, &created.id);
     Ok(created.id)
+}
+
+/// The Docker half of a shared network takes over the bridge libvirt made
+/// for it (by name), and keeps its own address allocation out of the
+/// VMs' DHCP range. Other networks keep their labels and get nothing more.
+type SharedHalf = (
+    HashMap<String, String>,
+    Option<HashMap<String, String>>,
+    Option<String>,
+);
+
+fn shared_half(lab: &str, network: &Network, mut labels: HashMap<String, String>) -> SharedHalf {
+    if !network.shared {
+        return (labels, None, None);
+    }
+    labels.insert(LABEL_SHARED.to_owned(), "true".to_owned());
+    let options = HashMap::from([(
+        "com.docker.network.bridge.name".to_owned(),
+        crate::backend::libvirt::xml::bridge(lab, &network.name),
+    )]);
+    // The lower half of the subnet, as a CIDR one bit longer.
+    let ip_range = network
+        .dhcp_start()
+        .map(|_| format!("{}/{}", network.subnet.addr(), network.subnet.prefix() + 1));
+    (labels, Some(options), ip_range)
 }
 
 /// Removes a network by id or name; success when it is already gone.

@@ -10,8 +10,8 @@ use super::DockerBackend;
 use super::containers::run_state;
 use super::networks::{LabNetworks, any_lab_filter, lab_filter, network_label_name};
 use crate::backend::{
-    BackendError, LABEL_LAB, LABEL_NODE, LABEL_SPEC_HASH, Observed, ObservedNetwork, ObservedNode,
-    RunState,
+    BackendError, LABEL_LAB, LABEL_NODE, LABEL_SHARED, LABEL_SPEC_HASH, Observed, ObservedNetwork,
+    ObservedNode, RunState,
 };
 use crate::topology::model::NodeKind;
 
@@ -56,6 +56,10 @@ pub(super) async fn observe(backend: &DockerBackend, lab: &str) -> Result<Observ
                 id: n.id.clone()?,
                 name: network_label_name(n)?,
                 spec_hash: label(n.labels.as_ref(), LABEL_SPEC_HASH),
+                shared: n
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(LABEL_SHARED)),
             })
         })
         .collect();

@@ -46,6 +46,7 @@ use super::{Backend, BackendError, CreateRequest, ExecOutput, NodeStatus, Observ
 use crate::config::{Config, DomainType};
 use crate::topology::model::{Network, NodeKind};
 pub use disks::LabFiles;
+pub use networks::SHARED_HASH_PREFIX;
 
 /// Prefix of the ids this backend hands out, so that a router can tell
 /// them from Docker's.
@@ -115,6 +116,27 @@ fn network_name(id: &str) -> &str {
 }
 
 impl LibvirtBackend {
+    /// Makes a shared network's DNS answer `node` with `ip`, for the VMs
+    /// on it (see [`networks::publish_name`]).
+    ///
+    /// # Errors
+    ///
+    /// The network is gone, or libvirt refuses the update.
+    pub async fn publish_name(
+        &self,
+        network_id: &str,
+        node: &str,
+        ip: std::net::Ipv4Addr,
+    ) -> Result<(), BackendError> {
+        networks::publish_name(self, network_id, node, ip).await
+    }
+
+    /// Whether the daemon runs on another machine (whose bridges local
+    /// containers cannot join).
+    pub fn is_remote(&self) -> bool {
+        self.host.is_remote()
+    }
+
     /// Connects to libvirt and settles the domain type.
     ///
     /// # Errors

@@ -56,7 +56,12 @@ pub(super) async fn observe(backend: &LibvirtBackend, lab: &str) -> Result<Obser
             observed.networks.push(ObservedNetwork {
                 id: format!("{NETWORK_ID_PREFIX}{name}"),
                 name: owner.name,
-                spec_hash: owner.spec_hash,
+                shared: owner.spec_hash.starts_with(super::SHARED_HASH_PREFIX),
+                spec_hash: owner
+                    .spec_hash
+                    .strip_prefix(super::SHARED_HASH_PREFIX)
+                    .unwrap_or(&owner.spec_hash)
+                    .to_string(),
             });
         }
         for (d, owner, xml) in domains.into_iter().filter(|(_, o, _)| o.lab == lab) {

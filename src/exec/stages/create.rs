@@ -62,6 +62,7 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 tmpfs: c.tmpfs.clone(),
                 cap_add: c.cap_add.clone(),
                 privileged: c.privileged,
+                dns: c.dns.clone(),
             };
             (command, env, None, Some(container))
         }

@@ -15,6 +15,7 @@ mod nodes;
 pub use nodes::DEFAULT_VM_BOOT_PATTERN;
 mod references;
 mod routers;
+mod shared;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -97,7 +98,7 @@ pub fn resolve(
         .collect();
     conditions::attachments(&raw, &presets, &networks, &mut nodes, &mut ctx);
     routers::resolve(&raw, &mut networks, &mut nodes, &mut ctx);
-    networks::check_shared_kinds(&networks, &nodes, &mut ctx);
+    shared::mark(&mut networks, &nodes);
     for node in nodes
         .values()
         .filter(|n| n.kind == crate::topology::model::NodeKind::Vm)
@@ -112,6 +113,8 @@ pub fn resolve(
         }
     }
     networks::check_addresses(&networks, &nodes, &mut ctx);
+    shared::check_container_addresses(&networks, &nodes, &mut ctx);
+    shared::assign(&mut networks, &mut nodes);
     let tests = checks::resolve(&raw.tests, &nodes, &presets, &mut ctx);
     let topology = Topology {
         name: raw.name,

@@ -1,4 +1,4 @@
-//! Network checks: subnets, gateways, overlaps, kinds and addresses.
+//! Network checks: subnets, gateways, overlaps and addresses.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -72,6 +72,8 @@ pub(super) fn resolve(
                 conditions: Default::default(),
                 reservations: Vec::new(),
                 router: None,
+                shared: false,
+                dhcp_router: None,
             },
         );
     }
@@ -133,41 +135,6 @@ fn check_overlaps(networks: &IndexMap<String, Network>, ctx: &mut Ctx<'_>) {
             .with_help("give each network of a lab its own address range"),
             "overlapping subnet",
         );
-    }
-}
-
-/// A network is realized on one backend, so containers and VMs cannot share
-/// one yet.
-pub(super) fn check_shared_kinds(
-    networks: &IndexMap<String, Network>,
-    nodes: &IndexMap<String, Node>,
-    ctx: &mut Ctx<'_>,
-) {
-    let mut first_of_kind: HashMap<(&str, NodeKind), &str> = HashMap::new();
-    for node in nodes.values() {
-        for attachment in &node.networks {
-            first_of_kind
-                .entry((attachment.network.as_str(), node.kind))
-                .or_insert(node.name.as_str());
-        }
-    }
-    for name in networks.keys() {
-        if let (Some(container), Some(vm)) = (
-            first_of_kind.get(&(name.as_str(), NodeKind::Container)),
-            first_of_kind.get(&(name.as_str(), NodeKind::Vm)),
-        ) {
-            ctx.at_key(
-                &pointer(&["networks", name]),
-                Diagnostic::new(
-                    "benchscale::network::mixed_kinds",
-                    format!(
-                        "network `{name}` is attached by container `{container}` and by VM `{vm}`; a network serves containers or VMs, not both"
-                    ),
-                )
-                .with_help("give the containers and the VMs separate networks"),
-                "shared by a container and a VM",
-            );
-        }
     }
 }
 
