@@ -134,6 +134,22 @@ fn two_homes_behind_nat_reach_the_relay_but_not_each_other_and_drift_is_put_back
             .expect("iptables");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let nat = || {
+        let out = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S"])
+            .output()
+            .expect("iptables");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bridged = nat();
+    assert_eq!(
+        bridged
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {chain} ")) && l.ends_with("-j ACCEPT"))
+            .count(),
+        2,
+        "one nat rule per routed network:\n{bridged}"
+    );
     let rules = filter();
     assert_eq!(
         rules
@@ -149,6 +165,10 @@ fn two_homes_behind_nat_reach_the_relay_but_not_each_other_and_drift_is_put_back
     assert!(
         !filter().contains(&chain),
         "the lab's chain outlived destroy"
+    );
+    assert!(
+        !nat().contains(&chain),
+        "the lab's nat chain outlived destroy"
     );
     // The NAT rules lived in the containers' namespaces: the host has none.
     let host = Command::new("nft")

@@ -1,7 +1,8 @@
 //! A routed network has no way out through the host, and no way in: two
 //! rules per routed network in a filter chain of the lab (`BSR-<hash>`),
 //! jumped to from Docker's `DOCKER-USER` with the comment
-//! `benchscale lab=LAB`. Docker's own isolation between its bridges would
+//! `benchscale lab=LAB`; and what crosses its bridge is never NAT-ed by
+//! the host (a nat chain of the same name, from `POSTROUTING`). Docker's own isolation between its bridges would
 //! do the same, but it is Docker's state, and rewritten as networks come
 //! and go; these are the lab's, made by every apply and removed by
 //! `destroy` (found by the chain's name, also without local state).
@@ -39,49 +40,86 @@ async fn iptables(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Where a lab chain hangs: its table and the built-in (or Docker's)
+/// chain that jumps to it.
+struct Hook {
+    table: &'static str,
+    from: &'static str,
+}
+
+/// Forwarding into and out of routed networks, closed.
+const FILTER: Hook = Hook {
+    table: "filter",
+    from: "DOCKER-USER",
+};
+/// Bridged packets leaving on a routed network's bridge, kept from
+/// Docker's masquerade rules: with bridge-nf-call-iptables on, a packet a
+/// cone NAT lets in crosses the home bridge with an outside source, which
+/// Docker's rule for the outside subnet (`-s SUBNET ! -o ITS-BRIDGE -j
+/// MASQUERADE`) would rewrite to the home gateway. `ACCEPT` in the nat
+/// table ends NAT for the packet.
+const NAT: Hook = Hook {
+    table: "nat",
+    from: "POSTROUTING",
+};
+
 /// Whether `iptables -S` output declares `chain`.
 fn has_chain(table: &str, chain: &str) -> bool {
     table.lines().any(|l| l == format!("-N {chain}"))
 }
 
-/// How many rules of `DOCKER-USER` jump to `chain`.
-fn jumps(table: &str, chain: &str) -> usize {
+/// How many rules of `from` jump to `chain`.
+fn jumps(table: &str, from: &str, chain: &str) -> usize {
+    let start = format!("-A {from} ");
     let target = format!("-j {chain}");
     table
         .lines()
-        .filter(|l| l.starts_with("-A DOCKER-USER ") && l.ends_with(&target))
+        .filter(|l| l.starts_with(&start) && l.ends_with(&target))
         .count()
 }
 
-/// The rules a routed network's bridge gets.
-fn wanted(bridges: &[String], chain: &str) -> Vec<String> {
+/// The rules a routed network's bridge gets in each table.
+fn wanted(hook: &Hook, bridges: &[String], chain: &str) -> Vec<String> {
     bridges
         .iter()
-        .flat_map(|br| {
-            [
+        .flat_map(|br| match hook.table {
+            "nat" => vec![format!(
+                "-A {chain} -o {br} -m physdev --physdev-is-bridged -j ACCEPT"
+            )],
+            _ => vec![
                 format!("-A {chain} -i {br} ! -o {br} -j DROP"),
                 format!("-A {chain} -o {br} ! -i {br} -j DROP"),
-            ]
+            ],
         })
         .collect()
 }
 
-/// Makes the lab's chain hold exactly the rules of `bridges`; changes
-/// nothing when it already does. With no bridges, removes the chain.
+/// Makes the lab's chains hold exactly the rules of `bridges`; changes
+/// nothing when they already do. With no bridges, removes the chains.
 pub async fn isolate(lab: &str, bridges: &[String]) -> Result<(), String> {
     if bridges.is_empty() {
         return remove(lab).await;
     }
-    let chain = chain(lab);
-    let table = iptables(&["-S"]).await?;
-    if !has_chain(&table, &chain) {
-        iptables(&["-N", &chain]).await?;
+    for hook in [FILTER, NAT] {
+        isolate_in(&hook, lab, bridges).await?;
     }
-    if jumps(&table, &chain) == 0 {
+    Ok(())
+}
+
+async fn isolate_in(hook: &Hook, lab: &str, bridges: &[String]) -> Result<(), String> {
+    let chain = chain(lab);
+    let t = hook.table;
+    let table = iptables(&["-t", t, "-S"]).await?;
+    if !has_chain(&table, &chain) {
+        iptables(&["-t", t, "-N", &chain]).await?;
+    }
+    if jumps(&table, hook.from, &chain) == 0 {
         let mark = format!("benchscale lab={lab}");
         iptables(&[
+            "-t",
+            t,
             "-I",
-            "DOCKER-USER",
+            hook.from,
             "-m",
             "comment",
             "--comment",
@@ -95,31 +133,43 @@ pub async fn isolate(lab: &str, bridges: &[String]) -> Result<(), String> {
         .lines()
         .filter(|l| l.starts_with(&format!("-A {chain} ")))
         .collect();
-    let want = wanted(bridges, &chain);
+    let want = wanted(hook, bridges, &chain);
     if have != want.iter().map(String::as_str).collect::<Vec<_>>() {
-        iptables(&["-F", &chain]).await?;
+        iptables(&["-t", t, "-F", &chain]).await?;
         for rule in &want {
-            let words: Vec<&str> = rule.split_whitespace().collect();
+            let mut words = vec!["-t", t];
+            words.extend(rule.split_whitespace());
             iptables(&words).await?;
         }
     }
     Ok(())
 }
 
-/// Removes the lab's chain and the jump to it; nothing to remove is fine.
+/// Removes the lab's chains and the jumps to them; nothing to remove is
+/// fine.
 pub async fn remove(lab: &str) -> Result<(), String> {
+    for hook in [FILTER, NAT] {
+        remove_in(&hook, lab).await?;
+    }
+    Ok(())
+}
+
+async fn remove_in(hook: &Hook, lab: &str) -> Result<(), String> {
     let chain = chain(lab);
-    let Ok(table) = iptables(&["-S"]).await else {
+    let t = hook.table;
+    let Ok(table) = iptables(&["-t", t, "-S"]).await else {
         return Ok(());
     };
     if !has_chain(&table, &chain) {
         return Ok(());
     }
     let mark = format!("benchscale lab={lab}");
-    for _ in 0..jumps(&table, &chain) {
+    for _ in 0..jumps(&table, hook.from, &chain) {
         iptables(&[
+            "-t",
+            t,
             "-D",
-            "DOCKER-USER",
+            hook.from,
             "-m",
             "comment",
             "--comment",
@@ -129,8 +179,8 @@ pub async fn remove(lab: &str) -> Result<(), String> {
         ])
         .await?;
     }
-    iptables(&["-F", &chain]).await?;
-    iptables(&["-X", &chain]).await?;
+    iptables(&["-t", t, "-F", &chain]).await?;
+    iptables(&["-t", t, "-X", &chain]).await?;
     Ok(())
 }
 
@@ -143,11 +193,17 @@ mod tests {
         let c = chain("lab");
         assert!(c.starts_with("BSR-") && c.len() == 14, "{c}");
         assert_eq!(
-            wanted(&["br-abc".into()], &c),
+            wanted(&FILTER, &["br-abc".into()], &c),
             vec![
                 format!("-A {c} -i br-abc ! -o br-abc -j DROP"),
                 format!("-A {c} -o br-abc ! -i br-abc -j DROP"),
             ]
+        );
+        assert_eq!(
+            wanted(&NAT, &["br-abc".into()], &c),
+            vec![format!(
+                "-A {c} -o br-abc -m physdev --physdev-is-bridged -j ACCEPT"
+            )]
         );
     }
 }
