@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local Docker test images benchscale/busybox:latest and
-# benchscale/nettest:latest (the same plus iperf3, at the end).
+# benchscale/nettest:latest (the same plus iperf3 and socat, at the end).
 #
 # No image registry is reachable from the build/test machines, so nothing
 # can be pulled: the image is made from Debian's busybox-static package, a
@@ -110,17 +110,21 @@ out="$(timeout 60 docker run --rm "$IMAGE" echo ok 2>&1)" || die "docker run $IM
 [ "$out" = ok ] || die "docker run $IMAGE echo ok printed '$out', expected 'ok'"
 log "smoke test passed (docker run --rm $IMAGE echo ok)"
 
-# --- benchscale/nettest:latest: the busybox image plus iperf3 -------------
+# --- benchscale/nettest:latest: the busybox image plus iperf3 and socat ---
 # What the network-condition tests measure with: busybox's ping and nc, and
-# iperf3 from Debian's package (installed on the host by setup-host.sh),
-# copied in with the shared libraries it links, so that nothing is pulled.
+# iperf3 from Debian's package; socat, for relays that pair two connections
+# (the remote-desktop example). Both are installed on the host by
+# setup-host.sh and copied in with the shared libraries they link, so that
+# nothing is pulled.
 NETTEST="benchscale/nettest:latest"
 IPERF3=/usr/bin/iperf3
+SOCAT=/usr/bin/socat
 [ -x "$IPERF3" ] || die "$IPERF3 not found: run scripts/setup-host.sh first (package iperf3)"
-libs="$(ldd "$IPERF3" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)"
+[ -x "$SOCAT" ] || die "$SOCAT not found: run scripts/setup-host.sh first (package socat)"
+libs="$(ldd "$IPERF3" "$SOCAT" | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u)"
 base_id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
 # shellcheck disable=SC2086
-nettest_hash="$( { echo "$base_id"; cat "$IPERF3" $libs "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)"
+nettest_hash="$( { echo "$base_id"; cat "$IPERF3" "$SOCAT" $libs "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-16)"
 current="$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$NETTEST" 2>/dev/null || true)"
 if [ "$force" = 0 ] && [ "$current" = "$nettest_hash" ]; then
     log "$NETTEST is up to date ($LABEL=$nettest_hash)"
@@ -134,11 +138,12 @@ else
     cid="$(docker create "$IMAGE" true)"
     docker export "$cid" | tar -x -C "$nroot"
     docker rm "$cid" >/dev/null
-    for f in "$IPERF3" $libs; do
+    for f in "$IPERF3" "$SOCAT" $libs; do
         mkdir -p "$nroot$(dirname "$f")"
         cp -L "$f" "$nroot$f"
     done
     import_rootfs "$nroot" "$NETTEST" "$nettest_hash" "network test image" "$old_id"
 fi
 out="$(timeout 60 docker run --rm "$NETTEST" iperf3 --version 2>&1)" || die "docker run $NETTEST iperf3 --version failed: $out"
-log "smoke test passed ($NETTEST: ${out%%$'\n'*})"
+out2="$(timeout 60 docker run --rm "$NETTEST" socat -V 2>&1 | grep -m1 'socat version')" || die "docker run $NETTEST socat -V failed"
+log "smoke test passed ($NETTEST: ${out%%$'\n'*}; $out2)"

@@ -53,6 +53,7 @@ PACKAGES=(
     # test images: busybox rootfs for containers, tiny/real guests for VMs
     busybox-static debootstrap cpio e2fsprogs
     iperf3              # in the network test image (build-images.sh)
+    socat               # in the network test image too: the flagship's relay
     nftables            # nft: NAT rules in router containers' namespaces
     procps              # ps, used below
     # SSH to VMs: the engine drives the system client (multiplexed); the
