@@ -4,8 +4,8 @@
 //! its address by DHCP (from the VMs' half of the subnet) and its default
 //! route from the router; the VM and a container reach each other by
 //! name; the server sees the router's outside address and cannot reach
-//! in; a container detached by hand is put back; destroy leaves no bridge
-//! and no network of either daemon.
+//! in; a container or the VM detached by hand is put back; destroy leaves
+//! no bridge and no network of either daemon.
 
 use crate::support::{LabCli, docker, virsh_ok};
 use crate::vmlab::{TINY, VmLab};
@@ -137,6 +137,30 @@ fn containers_and_a_vm_share_a_routed_network() {
     lab.exec("peer", &["ping", "-c", "1", "-W", "3", "desk"])
         .expect_code(0, "peer pings desk after the repair");
     lab.plan().expect_code(0, "plan after the repair");
+
+    // So is the VM taken off the network by hand.
+    let domain = lab.real("desk");
+    let xml = virsh_ok(&["dumpxml", &domain]);
+    let mac = xml
+        .split("<mac address='")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the VM's MAC address")
+        .to_string();
+    virsh_ok(&[
+        "detach-interface",
+        &domain,
+        "network",
+        "--mac",
+        &mac,
+        "--live",
+        "--config",
+    ]);
+    lab.plan()
+        .expect_code(2, "plan after the VM's detach by hand");
+    lab.apply_ok(std::time::Duration::from_secs(300));
+    lab.exec("peer", &["ping", "-c", "1", "-W", "3", "desk"])
+        .expect_code(0, "peer pings desk after the VM's repair");
 
     // Destroy takes both halves and the bridge.
     let xml = virsh_ok(&["net-dumpxml", &network]);
