@@ -67,6 +67,12 @@ struct Mapper<'a> {
     unknown: Vec<String>,
 }
 
+/// Whether `pointer` is `/networks/NAME/router`.
+fn is_network_router(pointer: &str) -> bool {
+    let parts: Vec<&str> = pointer.split('/').collect();
+    matches!(parts.as_slice(), ["", "networks", _, "router"])
+}
+
 fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing (null)",
@@ -134,6 +140,22 @@ impl Mapper<'_> {
                     self.diagnostics.push(d);
                 }
                 return;
+            }
+            // A list of routers for one network: say why one, not only
+            // that a string was expected.
+            ValidationErrorKind::Type { .. }
+                if instance.is_array() && is_network_router(&pointer) =>
+            {
+                let network = pointer.split('/').nth(2).unwrap_or_default();
+                Diagnostic::new(
+                    "benchscale::router::two_routers",
+                    format!(
+                        "network `{network}` names {} routers; a network has one router, its nodes' one default route",
+                        instance.as_array().map_or(0, Vec::len)
+                    ),
+                )
+                .with_opt_span(value_span, "one node here")
+                .with_help("name one router node; put the others' homes on networks of their own")
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
