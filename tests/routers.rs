@@ -160,6 +160,24 @@ fn two_homes_behind_nat_reach_the_relay_but_not_each_other_and_drift_is_put_back
         "two rules per routed network:\n{rules}"
     );
 
+    // The host's rules taken away by hand are drift: plan shows it, apply
+    // puts them back.
+    let flushed = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-F", &chain])
+        .status()
+        .expect("iptables");
+    assert!(flushed.success());
+    let plan = lab.plan();
+    assert_eq!(plan.code, Some(2), "{}", plan.both());
+    assert!(
+        plan.stdout.contains("routed networks") && plan.stdout.contains("nat chain"),
+        "{}",
+        plan.stdout
+    );
+    lab.apply_ok();
+    assert_eq!(lab.plan().code, Some(0), "plan after the repair");
+    assert!(nat().contains(&format!("-A {chain} -o ")), "{}", nat());
+
     let destroy = lab.run(&["destroy", &lab.file_arg()]);
     destroy.expect_code(0, "destroy");
     assert!(

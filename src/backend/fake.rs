@@ -118,6 +118,15 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
+    /// The fake has no host rules to differ.
+    async fn host_rules(
+        &self,
+        _lab: &str,
+        _bridges: &[String],
+    ) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+
     async fn observe(&self, lab: &str) -> Result<Observed, BackendError> {
         Ok(self.with(|s| Observed {
             networks: s
@@ -152,6 +161,7 @@ impl Backend for FakeBackend {
                 .collect(),
             conditions: Default::default(),
             routes: Default::default(),
+            host_rules: None,
             images: BTreeMap::new(),
         }))
     }

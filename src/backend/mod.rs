@@ -133,6 +133,11 @@ pub struct Observed {
     /// looked at (those the file gives something to route).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, routing::Found>,
+    /// What differs between the host's rules for the lab's routed networks
+    /// and the file (`None`: nothing, or not looked at: a network to
+    /// route is still to be made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rules: Option<String>,
     /// The container images of the file as the engine has them: the
     /// image's id, or `None` when the engine does not have it. An image
     /// not in the map was not looked at (the planner then plans no pull
@@ -441,6 +446,20 @@ pub trait Backend: Send + Sync + 'static {
         async move {
             let pid = self.netns_pid(id).await?.ok_or_else(|| no_netns(node))?;
             routing::observe(pid).await.map_err(routing_error)
+        }
+    }
+    /// What differs between this machine's rules for the lab's routed
+    /// networks (see `routing::host`) and those `bridges` need, in words;
+    /// `None` when nothing does.
+    fn host_rules(
+        &self,
+        lab: &str,
+        bridges: &[String],
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        async move {
+            routing::host::check(lab, bridges)
+                .await
+                .map_err(routing_error)
         }
     }
     /// Puts forwarding, the default route and NAT rules into a running

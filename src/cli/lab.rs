@@ -461,6 +461,12 @@ fn print_plan(plan: &Plan) {
             r.differences.join("; ")
         );
     }
+    if let Some(reason) = &plan.host_rules {
+        println!(
+            "{:<9} {:<10} {:<24} {reason}",
+            "close", "host", "routed networks"
+        );
+    }
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let health = if plan.health.is_empty() {
         String::new()

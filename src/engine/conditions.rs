@@ -97,6 +97,23 @@ pub(super) async fn observe_routes<B: Backend>(
     for (name, result) in found {
         observed.routes.insert(name, result?);
     }
+    // The host's rules, once every routed network exists (a network to
+    // make gets its rules in the same apply anyway).
+    let ids: std::collections::BTreeMap<&str, &str> = observed
+        .networks
+        .iter()
+        .map(|n| (n.name.as_str(), n.id.as_str()))
+        .collect();
+    let all_made = topology
+        .networks
+        .values()
+        .filter(|n| n.router.is_some())
+        .all(|n| ids.contains_key(n.name.as_str()));
+    if all_made {
+        let bridges =
+            crate::routing::host::bridges(topology, |n| ids.get(n).map(|id| id.to_string()));
+        observed.host_rules = backend.host_rules(&topology.name, &bridges).await?;
+    }
     Ok(())
 }
 

@@ -373,22 +373,8 @@ impl<B: Backend> Engine<B> {
         // Routed networks closed to the host's forwarding, both ways (see
         // `routing::host`); checked, and only changed when it differs.
         if crate::routing::declared(&topology) && !outcome.interrupted {
-            let bridges: Vec<String> = topology
-                .networks
-                .values()
-                .filter(|n| n.router.is_some())
-                .filter_map(|n| {
-                    let id = outcome.networks.get(&n.name)?;
-                    if n.shared {
-                        // The bridge libvirt made, which Docker took over.
-                        Some(crate::backend::libvirt::xml::bridge(&lab, &n.name))
-                    } else if id.starts_with(crate::backend::libvirt::NETWORK_ID_PREFIX) {
-                        None
-                    } else {
-                        Some(format!("br-{}", id.get(..12).unwrap_or(id)))
-                    }
-                })
-                .collect();
+            let bridges =
+                crate::routing::host::bridges(&topology, |n| outcome.networks.get(n).cloned());
             if let Err(e) = crate::routing::host::isolate(&lab, &bridges).await {
                 outcome.errors.push(format!("closing routed networks: {e}"));
             }

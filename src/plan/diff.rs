@@ -193,6 +193,7 @@ pub fn diff(topology: &Topology, observed: &Observed, record: Option<&LabRecord>
         health,
         conditions,
         routes,
+        host_rules: observed.host_rules.clone(),
     }
 }
 

@@ -233,6 +233,10 @@ pub struct Plan {
     /// Unchanged nodes whose routes or NAT differ from the file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRun>,
+    /// What the host's rules for the routed networks lack (`routing::host`;
+    /// every apply makes them whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rules: Option<String>,
 }
 
 impl Plan {
@@ -253,6 +257,7 @@ impl Plan {
             || !self.health.is_empty()
             || !self.conditions.is_empty()
             || !self.routes.is_empty()
+            || self.host_rules.is_some()
             || self.pulls.iter().any(|p| p.reason == PullReason::Missing)
     }
 
@@ -299,6 +304,9 @@ impl Plan {
                 r.node,
                 r.differences.join("; ")
             ));
+        }
+        if let Some(reason) = &self.host_rules {
+            out.push(format!("close routed networks: {reason}"));
         }
         for h in &self.health {
             out.push(format!("check health of {}: {}", h.node, h.reason));

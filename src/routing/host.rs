@@ -88,7 +88,8 @@ fn wanted(hook: &Hook, bridges: &[String], chain: &str) -> Vec<String> {
             )],
             _ => vec![
                 format!("-A {chain} -i {br} ! -o {br} -j DROP"),
-                format!("-A {chain} -o {br} ! -i {br} -j DROP"),
+                // As `iptables -S` prints it back (`! -i` before `-o`).
+                format!("-A {chain} ! -i {br} -o {br} -j DROP"),
             ],
         })
         .collect()
@@ -145,6 +146,70 @@ async fn isolate_in(hook: &Hook, lab: &str, bridges: &[String]) -> Result<(), St
     Ok(())
 }
 
+/// What differs between the host and the lab's chains for `bridges`, in
+/// words (`None`: nothing). Read only.
+///
+/// # Errors
+///
+/// iptables cannot be run or read.
+pub async fn check(lab: &str, bridges: &[String]) -> Result<Option<String>, String> {
+    let chain = chain(lab);
+    let mut problems = Vec::new();
+    for hook in [FILTER, NAT] {
+        let table = iptables(&["-t", hook.table, "-S"]).await?;
+        let have: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {chain} ")))
+            .collect();
+        let want = wanted(&hook, bridges, &chain);
+        if bridges.is_empty() {
+            if has_chain(&table, &chain) {
+                problems.push(format!("{} chain {chain} left over", hook.table));
+            }
+        } else if !has_chain(&table, &chain) {
+            problems.push(format!("{} chain {chain} missing", hook.table));
+        } else if jumps(&table, hook.from, &chain) == 0 {
+            problems.push(format!("no jump from {} to {chain}", hook.from));
+        } else if have != want.iter().map(String::as_str).collect::<Vec<_>>() {
+            problems.push(format!(
+                "{} chain {chain} has {} of {} rules as the file wants",
+                hook.table,
+                have.iter().filter(|r| want.iter().any(|w| w == *r)).count(),
+                want.len()
+            ));
+        }
+    }
+    Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}
+
+/// The bridges of the file's routed networks that exist, by each
+/// network's backend id (`id_of`, `None` for one not made): the bridge
+/// libvirt made for a shared network, Docker's `br-<id>` for a container
+/// network.
+pub fn bridges(
+    topology: &crate::topology::model::Topology,
+    id_of: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    topology
+        .networks
+        .values()
+        .filter(|n| n.router.is_some())
+        .filter_map(|n| {
+            let id = id_of(&n.name)?;
+            if n.shared {
+                Some(crate::backend::libvirt::xml::bridge(
+                    &topology.name,
+                    &n.name,
+                ))
+            } else if id.starts_with(crate::backend::libvirt::NETWORK_ID_PREFIX) {
+                None
+            } else {
+                Some(format!("br-{}", id.get(..12).unwrap_or(&id)))
+            }
+        })
+        .collect()
+}
+
 /// Removes the lab's chains and the jumps to them; nothing to remove is
 /// fine.
 pub async fn remove(lab: &str) -> Result<(), String> {
@@ -196,7 +261,7 @@ mod tests {
             wanted(&FILTER, &["br-abc".into()], &c),
             vec![
                 format!("-A {c} -i br-abc ! -o br-abc -j DROP"),
-                format!("-A {c} -o br-abc ! -i br-abc -j DROP"),
+                format!("-A {c} ! -i br-abc -o br-abc -j DROP"),
             ]
         );
         assert_eq!(
