@@ -147,6 +147,7 @@ impl Backend for FakeBackend {
                     networks: n.networks.clone(),
                     image: None,
                     image_id: None,
+                    vnc: None,
                 })
                 .collect(),
             conditions: Default::default(),

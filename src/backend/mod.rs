@@ -112,6 +112,11 @@ pub struct ObservedNode {
     /// told from one that runs the pulled image.
     #[serde(default)]
     pub image_id: Option<String>,
+    /// A running VM's VNC server as `address:port` on the libvirt host
+    /// (see `display: true`); `None` for containers, VMs without a
+    /// display and VMs that are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<String>,
 }
 
 /// Everything of one lab the backend found.
@@ -150,6 +155,8 @@ pub struct VmRequest {
     pub cmdline: Option<String>,
     /// The user's cloud-init user data, substituted.
     pub user_data: Option<String>,
+    /// A video card and a VNC server on the libvirt host's loopback.
+    pub display: bool,
 }
 
 /// What only a container has besides its command and env: limits and
@@ -174,6 +181,7 @@ pub struct CreateRequest {
     pub node: String,
     pub image: String,
     pub command: Option<Vec<String>>,
+    /// Containers: the process environment; VMs: `/etc/environment`.
     pub env: Vec<(String, String)>,
     /// Logical network, its backend id, and the static address if any, in
     /// the order the file gives.

@@ -542,6 +542,9 @@ fn print_status(s: &LabStatus) {
             addresses.join(" "),
             outputs.join(" ")
         );
+        if let Some(vnc) = &n.vnc {
+            println!("      screen: vnc {vnc}");
+        }
         for problem in &n.problems {
             for (i, line) in problem.lines().enumerate() {
                 let lead = if i == 0 { "-" } else { " " };
