@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::error::{BackendError, Cause, Daemon, cause};
+pub use self::error::{BackendError, Cause, Daemon, ScreenProblem, cause};
 use crate::conditions::{ConditionSet, dataplane};
 use crate::routing;
 use crate::topology::model::{Network, NodeKind, Tmpfs, Volume};
@@ -511,6 +511,26 @@ pub trait Backend: Send + Sync + 'static {
         keep: &dataplane::Links,
     ) -> impl Future<Output = Result<(), BackendError>> + Send {
         async move { dataplane::prune(lab, keep).await.map_err(conditions_error) }
+    }
+    /// A running VM's screen, read through the daemon's connection (so it
+    /// works for a daemon on another machine as for a local one). Only
+    /// VMs with a display have one; the default says so.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::NoScreen`]: the node has no display, is not
+    /// running, or what came back is not an image.
+    fn screenshot(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::screen::Image, BackendError>> + Send {
+        let node = id.to_owned();
+        async move {
+            Err(BackendError::NoScreen {
+                node,
+                problem: ScreenProblem::NotAVm,
+            })
+        }
     }
     /// The node's log (container output); the last `tail` lines if given.
     fn logs(

@@ -281,6 +281,9 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Impair(args) => super::impair::run(config, args).await,
+        Command::Screenshot { lab, node, output } => {
+            super::screenshot::run(config, &lab, &node, output).await
+        }
         Command::Test {
             file,
             tests,
