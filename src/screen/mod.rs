@@ -1,6 +1,6 @@
 //! A VM's screen as an image: what libvirt's screenshot stream brings
-//! (PPM from older QEMU, PNG from newer) decoded to 8-bit RGB, written as
-//! PNG, and scaled up for OCR.
+//! (PPM from older QEMU, PNG from newer) decoded to 8-bit RGB and written
+//! as PNG.
 //!
 //! Pure: no I/O. The backend hands the stream's bytes and MIME type to
 //! [`Image::decode`]; the engine and test steps take it from there. Every
@@ -185,37 +185,6 @@ impl Image {
         writer.write_image_data(&self.rgb).map_err(encode)?;
         writer.finish().map_err(encode)?;
         Ok(out)
-    }
-
-    /// The image `factor` times as wide and high, each pixel repeated
-    /// (nearest neighbour): the text console's glyphs stay sharp, and
-    /// tesseract reads 8 to 9 pixel wide glyphs better at twice the size.
-    /// An image that would grow past the bounds is returned as it is.
-    pub fn scaled(&self, factor: u32) -> Image {
-        let (Some(width), Some(height)) = (
-            self.width.checked_mul(factor),
-            self.height.checked_mul(factor),
-        ) else {
-            return self.clone();
-        };
-        let Ok(len) = rgb_len(width, height) else {
-            return self.clone();
-        };
-        let f = factor as usize;
-        let mut rgb = Vec::with_capacity(len);
-        for row in self.rgb.chunks_exact(self.width as usize * 3) {
-            let start = rgb.len();
-            for px in row.chunks_exact(3) {
-                for _ in 0..f {
-                    rgb.extend_from_slice(px);
-                }
-            }
-            let line = rgb.len() - start;
-            for _ in 1..f {
-                rgb.extend_from_within(start..start + line);
-            }
-        }
-        Image { width, height, rgb }
     }
 
     /// How many colours the image has, counting up to `limit`: a screen of
