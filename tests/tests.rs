@@ -43,6 +43,7 @@ mod test_runner;
 mod vm;
 mod vm_chaos;
 mod vm_conditions;
+mod vm_display;
 mod vm_drift;
 mod vm_remote;
 mod vmlab;
