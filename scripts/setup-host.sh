@@ -59,6 +59,9 @@ PACKAGES=(
     # SSH to VMs: the engine drives the system client (multiplexed); the
     # tests run a private sshd on 127.0.0.1
     openssh-client openssh-server
+    # OCR of VM screens in `screenshot` test steps: the program, run as is
+    # (brings tesseract-ocr-eng, the English model)
+    tesseract-ocr
 )
 
 is_installed() {

@@ -17,6 +17,7 @@ pub mod probe;
 pub mod registry;
 pub mod report;
 pub mod routing;
+pub mod screen;
 pub mod synth;
 pub mod testrun;
 pub mod topology;

@@ -383,6 +383,7 @@ fn tiny_vm(case: &Case<'_, impl Backend>, node: &str, net: &str) -> CreateReques
             initrd: Some(TINY[2].to_owned()),
             cmdline: Some("console=ttyS0 quiet".to_owned()),
             user_data: None,
+            display: false,
         }),
         container: None,
     }

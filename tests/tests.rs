@@ -3,7 +3,7 @@
 //! `apply`, `drift`, `failures`, `health`, `lifecycle`, `limits` and
 //! `pull` drive the `benchscale` binary against the real Docker engine
 //! through `lab::TestLab` (`pull` with a real registry on loopback too);
-//! `vm`, `vm_drift` and `vm_remote` against the real libvirtd and QEMU
+//! `vm`, `vm_drift`, `vm_display` and `vm_remote` against the real libvirtd and QEMU
 //! through `vmlab::VmLab`; `ssh` against private sshds (`sshd`);
 //! `conditions_kernel` puts network conditions on a veth pair in the real
 //! kernel, with no Docker;
@@ -44,6 +44,7 @@ mod test_runner;
 mod vm;
 mod vm_chaos;
 mod vm_conditions;
+mod vm_display;
 mod vm_drift;
 mod vm_remote;
 mod vmlab;

@@ -153,6 +153,7 @@ impl VmFloor {
                         network: network.clone(),
                         mac: xml::mac(&lab.lab, &node, TinyVms::NETWORK),
                     }],
+                    display: false,
                 });
                 Guest {
                     name,

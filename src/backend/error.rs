@@ -166,6 +166,12 @@ pub enum BackendError {
         message: String,
         help: Option<String>,
     },
+    /// A node's screen cannot be had: see [`ScreenProblem`].
+    #[error("no screenshot of {node}: {problem}")]
+    NoScreen {
+        node: String,
+        problem: ScreenProblem,
+    },
     /// A node's port could not be reached (`tcp` and `http` conditions):
     /// refused, timed out, or the route to it failed. `target` is the
     /// address, and where from when not from this machine.
@@ -218,6 +224,41 @@ impl BackendError {
     }
 }
 
+/// Why a node's screen cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScreenProblem {
+    /// It is a container: only VMs have screens.
+    NotAVm,
+    /// A VM without `display: true`: it has no video card.
+    NoDisplay,
+    /// A VM that is not running.
+    NotRunning,
+    /// libvirt's screenshot failed, or what it sent is not an image.
+    Failed(String),
+}
+
+impl ScreenProblem {
+    fn code(&self) -> &'static str {
+        match self {
+            ScreenProblem::NotAVm => "not_a_vm",
+            ScreenProblem::NoDisplay => "no_display",
+            ScreenProblem::NotRunning => "not_running",
+            ScreenProblem::Failed(_) => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ScreenProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScreenProblem::NotAVm => f.write_str("it is a container, and only VMs have a screen"),
+            ScreenProblem::NoDisplay => f.write_str("the VM has no display"),
+            ScreenProblem::NotRunning => f.write_str("the VM is not running"),
+            ScreenProblem::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Help that names the fix, for the errors a user can fix.
 fn help(error: &BackendError) -> Option<String> {
     use BackendError as E;
@@ -258,6 +299,12 @@ fn help(error: &BackendError) -> Option<String> {
         E::GuestUnreachable { .. } => "start it with `benchscale apply`, and give it a health condition (`ssh: {}`) so that steps wait until it answers".to_owned(),
         E::GuestNotSettled { .. } => "look for cloud-init errors in the VM's console (`benchscale logs LAB NODE`); a user_data that never lets cloud-init finish holds SSH back".to_owned(),
         E::NotFound { .. } => "run `benchscale apply` again to re-create it".to_owned(),
+        E::NoScreen { node, problem } => match problem {
+            ScreenProblem::NotAVm => "take screenshots of nodes with `kind: vm` and `display: true`".to_owned(),
+            ScreenProblem::NoDisplay => format!("add `display: true` to node `{node}` in the file and run `benchscale apply` (it re-creates the VM with a screen)"),
+            ScreenProblem::NotRunning => "start it with `benchscale apply FILE` (or a `start` step in a test)".to_owned(),
+            ScreenProblem::Failed(_) => return None,
+        },
         E::Conditions { help, .. } | E::Routing { help, .. } => return help.clone(),
         E::Ssh(_) | E::Io { .. } | E::Api { .. } | E::Reach { .. } => return None,
     };
@@ -325,6 +372,7 @@ impl miette::Diagnostic for BackendError {
             E::Io { daemon, .. } => (daemon.code(), "io"),
             E::Api { daemon, .. } => (daemon.code(), "api"),
             E::Reach { .. } => ("reach", "failed"),
+            E::NoScreen { problem, .. } => ("screenshot", problem.code()),
             E::Conditions { .. } => ("conditions", "failed"),
             E::Routing { .. } => ("routing", "failed"),
         };

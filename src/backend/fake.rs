@@ -52,6 +52,8 @@ pub struct FakeState {
     pub reached: Vec<std::net::SocketAddr>,
     /// Ids of the nodes created as VMs (the request had VM settings).
     pub vms: std::collections::BTreeSet<String>,
+    /// Ids of the VMs created with a display.
+    pub displays: std::collections::BTreeSet<String>,
     /// Network conditions by (lab, node, network): (egress, ingress).
     pub conditions: BTreeMap<(String, String, String), (ConditionSet, ConditionSet)>,
     /// Images pulled so far, to their id (pulls are also in `calls`).
@@ -157,6 +159,7 @@ impl Backend for FakeBackend {
                     networks: n.networks.clone(),
                     image: None,
                     image_id: None,
+                    vnc: None,
                 })
                 .collect(),
             conditions: Default::default(),
@@ -283,8 +286,11 @@ impl Backend for FakeBackend {
         Ok(self.with(|s| {
             s.next_id += 1;
             let id = format!("c{}", s.next_id);
-            if request.vm.is_some() {
+            if let Some(vm) = &request.vm {
                 s.vms.insert(id.clone());
+                if vm.display {
+                    s.displays.insert(id.clone());
+                }
             }
             s.nodes.insert(
                 id.clone(),
@@ -343,6 +349,7 @@ impl Backend for FakeBackend {
         self.busy().await;
         self.with(|s| {
             s.vms.remove(id);
+            s.displays.remove(id);
             if let Some(n) = s.nodes.remove(id) {
                 s.calls.push(format!("delete {}", n.name));
             }
@@ -412,6 +419,52 @@ impl Backend for FakeBackend {
         let name = self.node_name(id);
         self.with(|s| s.calls.push(format!("copy {name}: {dest}")));
         Ok(())
+    }
+
+    /// A VM with a display shows a 64x32 screen: black, with a white bar
+    /// as wide as the node's name is long, so screens of two nodes differ.
+    async fn screenshot(&self, id: &str) -> Result<crate::screen::Image, BackendError> {
+        use super::ScreenProblem;
+        let (name, running, vm, display) = self.with(|s| {
+            let node = s.nodes.get(id);
+            (
+                node.map(|n| n.name.clone()),
+                node.is_some_and(|n| n.state == RunState::Running),
+                s.vms.contains(id),
+                s.displays.contains(id),
+            )
+        });
+        let Some(name) = name else {
+            return Err(BackendError::NotFound {
+                daemon: Daemon::Libvirt,
+                what: id.into(),
+            });
+        };
+        let problem = match (vm, display, running) {
+            (false, _, _) => Some(ScreenProblem::NotAVm),
+            (true, false, _) => Some(ScreenProblem::NoDisplay),
+            (true, true, false) => Some(ScreenProblem::NotRunning),
+            (true, true, true) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(BackendError::NoScreen {
+                node: name,
+                problem,
+            });
+        }
+        let (width, height) = (64u32, 32u32);
+        let bar = (name.len() as u32 * 4).min(width);
+        let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+        for y in 0..height {
+            for x in 0..width {
+                let lit = (12..20).contains(&y) && x < bar;
+                rgb.extend_from_slice(if lit { &[255; 3] } else { &[0; 3] });
+            }
+        }
+        crate::screen::Image::from_rgb(width, height, rgb).map_err(|e| BackendError::NoScreen {
+            node: name,
+            problem: ScreenProblem::Failed(e.to_string()),
+        })
     }
 
     async fn logs(&self, _id: &str, _tail: Option<usize>) -> Result<String, BackendError> {

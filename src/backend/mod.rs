@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::error::{BackendError, Cause, Daemon, cause};
+pub use self::error::{BackendError, Cause, Daemon, ScreenProblem, cause};
 use crate::conditions::{ConditionSet, dataplane};
 use crate::routing;
 use crate::topology::model::{Network, NodeKind, Tmpfs, Volume};
@@ -117,6 +117,11 @@ pub struct ObservedNode {
     /// told from one that runs the pulled image.
     #[serde(default)]
     pub image_id: Option<String>,
+    /// A running VM's VNC server as `address:port` on the libvirt host
+    /// (see `display: true`); `None` for containers, VMs without a
+    /// display and VMs that are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<String>,
 }
 
 /// Everything of one lab the backend found.
@@ -160,6 +165,8 @@ pub struct VmRequest {
     pub cmdline: Option<String>,
     /// The user's cloud-init user data, substituted.
     pub user_data: Option<String>,
+    /// A video card and a VNC server on the libvirt host's loopback.
+    pub display: bool,
 }
 
 /// What only a container has besides its command and env: limits and
@@ -186,6 +193,7 @@ pub struct CreateRequest {
     pub node: String,
     pub image: String,
     pub command: Option<Vec<String>>,
+    /// Containers: the process environment; VMs: `/etc/environment`.
     pub env: Vec<(String, String)>,
     /// Logical network, its backend id, and the static address if any, in
     /// the order the file gives.
@@ -529,6 +537,26 @@ pub trait Backend: Send + Sync + 'static {
         keep: &dataplane::Links,
     ) -> impl Future<Output = Result<(), BackendError>> + Send {
         async move { dataplane::prune(lab, keep).await.map_err(conditions_error) }
+    }
+    /// A running VM's screen, read through the daemon's connection (so it
+    /// works for a daemon on another machine as for a local one). Only
+    /// VMs with a display have one; the default says so.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::NoScreen`]: the node has no display, is not
+    /// running, or what came back is not an image.
+    fn screenshot(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::screen::Image, BackendError>> + Send {
+        let node = id.to_owned();
+        async move {
+            Err(BackendError::NoScreen {
+                node,
+                problem: ScreenProblem::NotAVm,
+            })
+        }
     }
     /// The node's log (container output); the last `tail` lines if given.
     fn logs(

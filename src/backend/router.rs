@@ -287,6 +287,13 @@ impl Backend for Router {
         }
     }
 
+    async fn screenshot(&self, id: &str) -> Result<crate::screen::Image, BackendError> {
+        match self.by_id(id)? {
+            Picked::Docker(d) => d.screenshot(id).await,
+            Picked::Libvirt(l) => l.screenshot(id).await,
+        }
+    }
+
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         match self.by_id(id)? {
             Picked::Docker(d) => d.logs(id, tail).await,

@@ -141,6 +141,17 @@ pub enum Command {
     /// Change the network conditions of a running node's link by hand. The
     /// file is not touched: `plan` then shows drift and `apply` restores it.
     Impair(ImpairArgs),
+    /// Save a VM's screen as PNG (the VM needs `display: true`).
+    Screenshot {
+        #[arg(value_name = "LAB")]
+        lab: String,
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// The PNG file to write (default: LAB-NODE.png in the current
+        /// folder); `-` writes it to stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE.png")]
+        output: Option<PathBuf>,
+    },
     /// A node's log: the container's output.
     Logs {
         #[arg(value_name = "LAB")]

@@ -281,6 +281,9 @@ async fn run_async(config: &Config, command: Command) -> u8 {
             }
         }
         Command::Impair(args) => super::impair::run(config, args).await,
+        Command::Screenshot { lab, node, output } => {
+            super::screenshot::run(config, &lab, &node, output).await
+        }
         Command::Test {
             file,
             tests,
@@ -548,6 +551,9 @@ fn print_status(s: &LabStatus) {
             addresses.join(" "),
             outputs.join(" ")
         );
+        if let Some(vnc) = &n.vnc {
+            println!("      screen: vnc {vnc}");
+        }
         for problem in &n.problems {
             for (i, line) in problem.lines().enumerate() {
                 let lead = if i == 0 { "-" } else { " " };

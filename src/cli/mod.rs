@@ -8,6 +8,7 @@ mod convert;
 mod impair;
 mod lab;
 mod progress;
+mod screenshot;
 mod shown;
 mod test;
 

@@ -51,10 +51,12 @@ fn summary(r: &TestReport) {
         if let Some(f) = &t.failure {
             println!("  step:     {}", f.step);
             println!("  expected: {}", f.expected);
-            println!("  seen:     {}", f.seen);
+            // A seen text of several lines (a screen read by OCR) is
+            // indented under its label.
+            println!("  seen:     {}", f.seen.replace('\n', "\n            "));
         }
         if let Some(a) = &t.artifacts {
-            println!("  logs:     {a}");
+            println!("  artifacts: {a}");
         }
     }
     let passed = r.tests.iter().filter(|t| t.passed).count();

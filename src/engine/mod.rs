@@ -8,6 +8,7 @@
 
 mod conditions;
 pub(crate) mod record;
+mod screen;
 mod status;
 mod testing;
 

@@ -24,6 +24,10 @@ pub struct NodeStatusReport {
     pub addresses: BTreeMap<String, Ipv4Addr>,
     pub health: Health,
     pub outputs: BTreeMap<String, String>,
+    /// A running VM's screen as a VNC server, `address:port` on the
+    /// libvirt host's loopback (`display: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vnc: Option<String>,
     /// With health judged now: why the node is not healthy (each failing
     /// condition, or its state or console).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -132,6 +136,7 @@ impl<B: Backend> Engine<B> {
                     addresses,
                     health,
                     outputs: rec.map(|r| r.outputs.clone()).unwrap_or_default(),
+                    vnc: obs.and_then(|o| o.vnc.clone()),
                     problems: Vec::new(),
                 }
             })

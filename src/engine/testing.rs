@@ -17,6 +17,7 @@ use crate::testrun::steps::{Attempt, Lab, RETRY, expected_of};
 use crate::testrun::{Failure, StepResult, StepStatus, TestReport, TestResult};
 use crate::topology::Topology;
 use crate::topology::checks::{LabTest, TestAction, TestStep};
+use crate::topology::model::NodeSpec;
 
 /// How `test` runs.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +142,8 @@ impl<B: Backend> Engine<B> {
             network_ids,
             values,
             detached: Vec::new(),
+            artifacts: None,
+            step: 0,
         })
     }
 
@@ -154,9 +157,13 @@ impl<B: Backend> Engine<B> {
         let started = Instant::now();
         let deadline = started + test.timeout;
         let mut lab = self.lab_now(topology).await?;
+        // Made when something is saved: screenshots, or logs on failure.
+        let dir = self.artifacts_dir(topology, test, options);
+        lab.artifacts = Some(dir.clone());
         let mut steps = Vec::new();
         let mut failure = None;
-        for step in &test.steps {
+        for (index, step) in test.steps.iter().enumerate() {
+            lab.step = index + 1;
             if failure.is_some() || options.cancel.is_cancelled() {
                 steps.push(skipped(step));
                 continue;
@@ -193,8 +200,9 @@ impl<B: Backend> Engine<B> {
         }
         lab.end_detached().await;
         let artifacts = match &failure {
-            Some(_) => Some(self.save_artifacts(topology, test, &lab.ids, options).await),
-            None => None,
+            Some(_) => Some(self.save_artifacts(topology, &dir, &lab.ids).await),
+            // Screenshot steps of a passed test leave their PNGs.
+            None => dir.is_dir().then(|| dir.display().to_string()),
         };
         Ok(TestResult {
             name: test.name.clone(),
@@ -272,22 +280,45 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// Every node's log (container output, VM console) into the test's
-    /// artifacts folder; the folder, or what went wrong.
-    async fn save_artifacts(
-        &self,
-        topology: &Topology,
-        test: &LabTest,
-        ids: &HashMap<String, String>,
-        options: &TestOptions,
-    ) -> String {
+    /// The folder of one run of `test`'s artifacts (not made yet).
+    fn artifacts_dir(&self, topology: &Topology, test: &LabTest, options: &TestOptions) -> PathBuf {
         let base = options
             .artifacts
             .clone()
             .unwrap_or_else(|| self.registry.dir(&topology.name).join("artifacts"));
-        let dir = base.join(format!("{}-{}", now_secs(), sanitize(&test.name)));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        base.join(format!("{}-{}", now_secs(), sanitize(&test.name)))
+    }
+
+    /// Every node's log (container output, VM console) and the screen of
+    /// every VM with a display into the test's artifacts folder; the
+    /// folder, or what went wrong.
+    async fn save_artifacts(
+        &self,
+        topology: &Topology,
+        dir: &std::path::Path,
+        ids: &HashMap<String, String>,
+    ) -> String {
+        if let Err(e) = std::fs::create_dir_all(dir) {
             return format!("{} (could not be made: {e})", dir.display());
+        }
+        for (node, id) in ids {
+            let display = topology
+                .nodes
+                .get(node)
+                .is_some_and(|n| matches!(&n.spec, NodeSpec::Vm(v) if v.display));
+            if !display {
+                continue;
+            }
+            // A VM the test powered off has no screen; its log says why.
+            if let Ok(png) = self
+                .backend
+                .screenshot(id)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|image| image.to_png().map_err(|e| e.to_string()))
+            {
+                let _ = std::fs::write(dir.join(format!("{node}.png")), png);
+            }
         }
         for node in topology.nodes.keys() {
             let text = match ids.get(node) {

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::topology::model::{Network, Node, NodeSpec, Step, Tmpfs, Volume};
+use crate::topology::model::{Network, Node, NodeSpec, Step, Tmpfs, VmSpec, Volume};
 
 /// The fields of a node that force a re-create when they change.
 ///
@@ -42,6 +42,9 @@ pub struct NodeSpecV1 {
     pub privileged: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<String>,
+    /// VMs only: a virtual screen.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub display: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -57,13 +60,21 @@ impl NodeSpecV1 {
                 None,
                 c.clone(),
             ),
+            // A VM's env and display are fields of their own here, so
+            // that a change names them; the rest of its spec is `vm`.
             NodeSpec::Vm(v) => (
                 None,
-                Vec::new(),
-                serde_json::to_value(v).ok(),
+                v.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                serde_json::to_value(VmSpec {
+                    env: Default::default(),
+                    display: false,
+                    ..v.clone()
+                })
+                .ok(),
                 Default::default(),
             ),
         };
+        let display = matches!(&node.spec, NodeSpec::Vm(v) if v.display);
         NodeSpecV1 {
             kind: node.kind.as_str().to_string(),
             image: node.image.clone(),
@@ -83,6 +94,7 @@ impl NodeSpecV1 {
             cap_add: container.cap_add,
             privileged: container.privileged,
             dns: container.dns.iter().map(ToString::to_string).collect(),
+            display,
         }
     }
 
@@ -108,6 +120,7 @@ impl NodeSpecV1 {
         check("cap_add", self.cap_add == other.cap_add);
         check("privileged", self.privileged == other.privileged);
         check("dns", self.dns == other.dns);
+        check("display", self.display == other.display);
         fields
     }
 }
@@ -230,5 +243,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old, NodeSpecV1::of(&node(base)));
+    }
+
+    #[test]
+    fn a_vm_s_env_and_display_change_the_hash_and_are_named() {
+        let base = "name: h\nnodes:\n  a:\n    kind: vm\n    image: x.qcow2\n";
+        // The hash of this VM before VMs had env and display: VMs that do
+        // not use them must not be re-created by an upgrade.
+        assert_eq!(node_hash(&node(base)), "v1:a6f4fb589c8385df");
+        let with_env = format!("{base}    env: {{ MODE: test }}\n");
+        let with_display = format!("{base}    display: true\n");
+        let spec = |text: &str| NodeSpecV1::of(&node(text));
+        assert_eq!(spec(&with_env).changed_fields(&spec(base)), ["env"]);
+        assert_eq!(spec(&with_display).changed_fields(&spec(base)), ["display"]);
+        let display_off = format!("{base}    display: false\n");
+        assert_eq!(node_hash(&node(&display_off)), node_hash(&node(base)));
     }
 }

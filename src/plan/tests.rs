@@ -127,6 +127,7 @@ fn a_pull_of_a_missing_image_is_a_change_and_a_pull_on_every_apply_is_not() {
             networks: Default::default(),
             image: Some("x".into()),
             image_id: image.map(str::to_owned),
+            vnc: None,
         });
         diff(&topology, &observed, None)
     };

@@ -5,6 +5,8 @@
 
 pub mod junit;
 pub mod netns;
+pub mod ocr;
+mod screen_step;
 pub mod steps;
 
 use serde::{Deserialize, Serialize};
@@ -50,7 +52,8 @@ pub struct TestResult {
     pub failure: Option<Failure>,
     /// How long returning the lab to the file took after the test.
     pub restore_ms: u64,
-    /// Where the failed test's node logs went.
+    /// Where the test's artifacts went: node logs and screens of a failed
+    /// test, the PNGs of its `screenshot` steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<String>,
 }

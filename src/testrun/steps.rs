@@ -25,7 +25,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn judged(passed: bool, output: String, expected: String, seen: String) -> Attempt {
+    pub(super) fn judged(passed: bool, output: String, expected: String, seen: String) -> Attempt {
         Attempt {
             passed,
             output,
@@ -34,7 +34,7 @@ impl Attempt {
         }
     }
 
-    fn failed(expected: impl Into<String>, seen: impl Into<String>) -> Attempt {
+    pub(super) fn failed(expected: impl Into<String>, seen: impl Into<String>) -> Attempt {
         let seen = seen.into();
         Attempt {
             passed: false,
@@ -44,7 +44,7 @@ impl Attempt {
         }
     }
 
-    fn done(output: impl Into<String>) -> Attempt {
+    pub(super) fn done(output: impl Into<String>) -> Attempt {
         Attempt {
             passed: true,
             output: output.into(),
@@ -65,6 +65,10 @@ pub struct Lab<'a, B> {
     /// Detached commands: node id and the process group to end with the
     /// test.
     pub detached: Vec<(String, String)>,
+    /// The test's artifacts folder (made when something is saved there).
+    pub artifacts: Option<std::path::PathBuf>,
+    /// The number of the step running (1-based), for artifact names.
+    pub step: usize,
 }
 
 impl<B: Backend> Lab<'_, B> {
@@ -218,6 +222,7 @@ impl<B: Backend> Lab<'_, B> {
                 )))
             }
             TestAction::Wait { .. } => Err("`wait` is judged by the runner".into()),
+            TestAction::Screenshot { node } => Ok(self.screenshot(node, &step.expect).await),
             TestAction::Sleep(d) => {
                 tokio::time::sleep(*d).await;
                 Ok(Attempt::done(format!(
@@ -353,6 +358,7 @@ pub fn expected_of(step: &TestStep) -> String {
             Some(r) => format!("status {status}, body matching /{r}/"),
             None => format!("status {status}"),
         },
+        Expect::Text(r) => format!("text on the screen matching /{r}/"),
         Expect::Done => "done".into(),
     }
 }

@@ -129,6 +129,11 @@ pub enum TestAction {
         node: String,
         healthy: bool,
     },
+    /// Save a VM's screen (PNG, in the test's artifacts), and read its
+    /// text when `expect` has a `text`.
+    Screenshot {
+        node: String,
+    },
     Sleep(#[serde(with = "super::model::duration_text")] Duration),
 }
 
@@ -146,6 +151,8 @@ pub enum Expect {
     Reachable(bool),
     /// `http`: the status and a regex of the body.
     Http { status: u16, body: Option<String> },
+    /// `screenshot`: a regex the text read on the screen (OCR) must match.
+    Text(String),
     /// The action succeeding is passing.
     Done,
 }

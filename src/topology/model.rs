@@ -245,6 +245,15 @@ pub struct VmSpec {
     pub vcpus: u64,
     pub disk_gib: Option<u64>,
     pub user_data: Option<String>,
+    /// Written to `/etc/environment` at first boot (through cloud-init).
+    /// Left out of the serialized spec while empty, so that the spec hash
+    /// of a VM without it is what it was before VMs had `env`.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// A video card and a VNC server on loopback: screenshots, OCR and a
+    /// screen to watch. Left out while false, as `env`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub display: bool,
 }
 
 /// Direct kernel boot.

@@ -140,6 +140,13 @@ pub struct RawVmDefaults {
     pub disk_gib: Option<u64>,
     /// cloud-init settings.
     pub cloud_init: Option<RawCloudInit>,
+    /// Environment variables for `/etc/environment`; merged key by key
+    /// with the node's.
+    #[serde(default, deserialize_with = "null_as_default")]
+    #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
+    pub env: IndexMap<String, EnvValue>,
+    /// A virtual screen (see the node's `display`).
+    pub display: Option<bool>,
 }
 
 /// A network.
@@ -183,7 +190,10 @@ pub struct RawNode {
     pub image: Option<String>,
     /// Containers: the command as an argv list.
     pub command: Option<Vec<String>>,
-    /// Containers: environment variables.
+    /// Environment variables. Containers: the process environment. VMs:
+    /// written to `/etc/environment` at first boot through cloud-init
+    /// (images without cloud-init ignore them); a change re-creates the
+    /// node.
     #[serde(default, deserialize_with = "null_as_default")]
     #[schemars(with = "Option<IndexMap<String, EnvValue>>")]
     pub env: IndexMap<String, EnvValue>,
@@ -219,6 +229,10 @@ pub struct RawNode {
     pub disk_gib: Option<u64>,
     /// VMs: cloud-init settings.
     pub cloud_init: Option<RawCloudInit>,
+    /// VMs: a virtual screen (a video card and a VNC server on the
+    /// libvirt host's loopback) for `benchscale screenshot`, `screenshot`
+    /// test steps and watching it live; a change re-creates the VM.
+    pub display: Option<bool>,
     /// Networks to attach, as a list of names or a map with static addresses.
     pub networks: Option<RawAttachments>,
     /// Containers: forward packets between the node's networks (`{}`), and

@@ -155,6 +155,7 @@ fn observed_node(container: &ContainerSummary, lab_networks: &LabNetworks) -> Op
             .unwrap_or_default(),
         image: container.image.clone(),
         image_id: container.image_id.clone(),
+        vnc: None,
     })
 }
 

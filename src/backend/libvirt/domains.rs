@@ -440,6 +440,7 @@ fn domain_xml(
         initrd: None,
         cmdline: None,
         user_data: None,
+        display: false,
     });
     let boot = kernel_boot(&backend.settings.base_image_path, request);
     let nics = nics(request);
@@ -454,5 +455,6 @@ fn domain_xml(
         console_log: &files.console_log(&request.node),
         boot: boot.as_ref(),
         nics: &nics,
+        display: vm.display,
     })
 }

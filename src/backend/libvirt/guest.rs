@@ -108,6 +108,7 @@ pub(super) fn prepare(
         host_key: host,
         interfaces,
         user_data,
+        env: request.env.clone(),
     };
     let documents = cloud_init::render(&input);
     let image = seed::build_seed(&documents.files()).map_err(io("build the cloud-init seed"))?;

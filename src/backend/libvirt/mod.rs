@@ -22,7 +22,8 @@
 //! - `xml.rs`: domain and network XML, built and read back;
 //! - `disks.rs`: where overlays, seeds and logs go;
 //! - `host.rs`: the machine libvirtd runs on, local or over SSH;
-//! - `kvm.rs`: whether domains can use KVM; `uri.rs`: where a URI points.
+//! - `kvm.rs`: whether domains can use KVM; `uri.rs`: where a URI points;
+//! - `screen.rs`: screenshots of VMs with a display.
 
 mod disks;
 mod domains;
@@ -32,6 +33,7 @@ mod host;
 mod kvm;
 mod networks;
 mod observe;
+mod screen;
 mod uri;
 pub mod xml;
 
@@ -285,6 +287,10 @@ impl Backend for LibvirtBackend {
 
     async fn logs(&self, id: &str, tail: Option<usize>) -> Result<String, BackendError> {
         guest::logs(self, id, tail).await
+    }
+
+    async fn screenshot(&self, id: &str) -> Result<crate::screen::Image, BackendError> {
+        screen::screenshot(self, id).await
     }
 
     async fn links(

@@ -92,6 +92,9 @@ pub(super) async fn observe(backend: &LibvirtBackend, lab: &str) -> Result<Obser
                 networks,
                 image: None,
                 image_id: None,
+                // The live XML of a running domain has the port libvirt
+                // picked.
+                vnc: xml::vnc_address(&xml),
             });
         }
         Ok(observed)

@@ -228,7 +228,20 @@ pub struct DomainXml<'a> {
     pub console_log: &'a Path,
     pub boot: Option<&'a KernelBoot>,
     pub nics: &'a [Nic],
+    /// A video card and a VNC server on loopback; without it the domain
+    /// has neither (QEMU then emulates no graphics at all).
+    pub display: bool,
 }
+
+/// The screen of a domain with a display. `virtio` (QEMU's virtio-vga on
+/// the `pc` machine) keeps VGA text mode for firmware and the kernel's
+/// text console, and Debian's generic kernel drives it with `virtio_gpu`,
+/// a DRM driver that Xorg's `modesetting` driver and Wayland compositors
+/// use as is. VNC listens on the libvirt host's loopback only, on a port
+/// libvirt picks (5900 and up): nothing of the guest's screen is open to
+/// the network, and a person watches through an SSH tunnel when the host
+/// is another machine.
+const DISPLAY_DEVICES: &str = "    <graphics type='vnc' autoport='yes' listen='127.0.0.1'>\n      <listen type='address' address='127.0.0.1'/>\n    </graphics>\n    <video>\n      <model type='virtio' heads='1' primary='yes'/>\n    </video>\n";
 
 /// The domain XML: virtio disk and network, the serial console written to
 /// a log file (through virtlogd, so it survives restarts of libvirtd) and a
@@ -289,6 +302,9 @@ pub fn domain(d: &DomainXml<'_>) -> String {
         escape(&d.console_log.display().to_string()),
         escape(&d.console_log.display().to_string())
     );
+    if d.display {
+        out.push_str(DISPLAY_DEVICES);
+    }
     // With a panic device a panicking guest stops at once (on_crash
     // destroy) instead of hanging, so its failure shows without waiting.
     out.push_str("    <panic model='isa'/>\n");
@@ -371,6 +387,55 @@ pub fn taps(xml: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether a domain XML gives the guest a screen: a graphics device, or a
+/// video card whose model is not `none`.
+pub fn has_display(xml: &str) -> bool {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return false;
+    };
+    let devices = || {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("devices"))
+            .flat_map(|d| d.children())
+    };
+    devices().any(|n| n.has_tag_name("graphics"))
+        || devices().filter(|n| n.has_tag_name("video")).any(|v| {
+            v.children()
+                .find(|c| c.has_tag_name("model"))
+                .and_then(|m| m.attribute("type"))
+                .is_some_and(|t| t != "none")
+        })
+}
+
+/// The VNC server of a running domain's XML as `address:port`; `None`
+/// without one, or while the domain is off (libvirt then says port -1).
+/// The address is as libvirt listens, on the libvirt host.
+pub fn vnc_address(xml: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let graphics = doc
+        .descendants()
+        .find(|n| n.has_tag_name("graphics") && n.attribute("type") == Some("vnc"))?;
+    let port: u16 = graphics
+        .attribute("port")?
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)?;
+    let listen = graphics
+        .attribute("listen")
+        .or_else(|| {
+            graphics
+                .children()
+                .find(|c| c.has_tag_name("listen"))
+                .and_then(|l| l.attribute("address"))
+        })
+        .unwrap_or("127.0.0.1");
+    Some(if listen.contains(':') {
+        format!("[{listen}]:{port}")
+    } else {
+        format!("{listen}:{port}")
+    })
+}
+
 /// Static DHCP leases of a network XML: MAC to address.
 pub fn static_leases(xml: &str) -> std::collections::BTreeMap<String, Ipv4Addr> {
     let Ok(doc) = roxmltree::Document::parse(xml) else {
@@ -400,9 +465,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn domain_xml_parses_and_carries_ownership() {
-        let xml = domain(&DomainXml {
+    fn desk(display: bool) -> String {
+        domain(&DomainXml {
             name: "bs-lab-desk",
             owner: &owner(),
             domain_type: "qemu",
@@ -420,9 +484,56 @@ mod tests {
                 network: "bs-lab-lan".into(),
                 mac: mac("lab", "desk", "lan"),
             }],
-        });
+            display,
+        })
+    }
+
+    #[test]
+    fn domain_xml_parses_and_carries_ownership() {
+        let xml = desk(false);
         assert!(roxmltree::Document::parse(&xml).is_ok(), "{xml}");
         assert_eq!(ownership(&xml), Some(owner()));
+    }
+
+    /// The whole domain XML with and without a display, against
+    /// `testdata/domain-*.xml`; `BLESS=1` rewrites them.
+    #[test]
+    fn domain_xml_matches_its_golden_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend/libvirt/testdata");
+        let bless = std::env::var_os("BLESS").is_some();
+        for (name, display) in [("domain-plain.xml", false), ("domain-display.xml", true)] {
+            let got = desk(display);
+            let golden = dir.join(name);
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&golden, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&golden).unwrap_or_default();
+            assert_eq!(
+                got,
+                want,
+                "{} differs (BLESS=1 rewrites it)",
+                golden.display()
+            );
+            assert_eq!(has_display(&got), display, "{got}");
+        }
+    }
+
+    #[test]
+    fn the_vnc_address_is_read_from_the_live_xml_only() {
+        // As libvirt 9 gives it for a running domain, and for one shut off.
+        let live = "<domain><devices><graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'><listen type='address' address='127.0.0.1'/></graphics><video><model type='virtio'/></video></devices></domain>";
+        assert_eq!(vnc_address(live).as_deref(), Some("127.0.0.1:5901"));
+        let off = live.replace("port='5901'", "port='-1'");
+        assert_eq!(vnc_address(&off), None);
+        assert!(has_display(&off));
+        let by_child = "<domain><devices><graphics type='vnc' port='5902'><listen type='address' address='::1'/></graphics></devices></domain>";
+        assert_eq!(vnc_address(by_child).as_deref(), Some("[::1]:5902"));
+        let none = "<domain><devices><video><model type='none'/></video></devices></domain>";
+        assert_eq!(vnc_address(none), None);
+        assert!(!has_display(none));
+        assert!(!has_display("not xml"));
     }
 
     #[test]

@@ -72,6 +72,21 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 .as_deref()
                 .map(|u| values.substitute(u))
                 .transpose()?;
+            let env = v
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    let value = values.substitute(v)?;
+                    // A literal value was checked when the file was
+                    // loaded; one made by a substitution is checked here.
+                    if value.contains(['\n', '\r', '\0']) {
+                        return Err(format!(
+                            "env `{k}` spans lines once substituted, which /etc/environment cannot hold"
+                        ));
+                    }
+                    Ok((k.clone(), value))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
             let vm = VmRequest {
                 memory_mib: v.memory_mib,
                 vcpus: v.vcpus,
@@ -80,8 +95,9 @@ fn create_request<B>(ctx: &JobCtx<B>, node: &Node) -> Result<CreateRequest, Stri
                 initrd: v.boot.as_ref().and_then(|b| b.initrd.clone()),
                 cmdline: v.boot.as_ref().and_then(|b| b.cmdline.clone()),
                 user_data,
+                display: v.display,
             };
-            (None, Vec::new(), Some(vm), None)
+            (None, env, Some(vm), None)
         }
     };
     let networks = node

@@ -9,7 +9,7 @@ use super::health_steps::regex_problem;
 use super::nodes::{command_of, duration_at};
 use crate::diagnostics::Diagnostic;
 use crate::topology::checks::{Chaos, Expect, Protocol, ReachTarget, TestAction};
-use crate::topology::model::NodeKind;
+use crate::topology::model::{NodeKind, NodeSpec};
 use crate::topology::raw::{
     RawExpect, RawExpectMap, RawProtocol, RawReachable, RawRun, RawTestStep, RawWaitFor,
 };
@@ -159,21 +159,24 @@ impl Lab<'_> {
         }
         if let Some(shot) = &raw.screenshot {
             let n = self.node(&shot.node, &format!("{at}/node"), ctx)?;
+            let display = matches!(&n.spec, NodeSpec::Vm(v) if v.display);
+            if display {
+                return Some(TestAction::Screenshot {
+                    node: shot.node.clone(),
+                });
+            }
             let (message, help) = if n.kind == NodeKind::Container {
                 (
                     format!(
                         "`screenshot` needs a VM with a display, but `{}` is a container",
                         n.name
                     ),
-                    "take screenshots of VMs only",
+                    "take screenshots of VMs only".to_string(),
                 )
             } else {
                 (
-                    format!(
-                        "`screenshot` needs `display: true` on VM `{}`, which this version of benchscale cannot give VMs yet",
-                        n.name
-                    ),
-                    "remove the step for now; VM displays come with the remote-desktop work",
+                    format!("`screenshot` needs `display: true` on VM `{}`", n.name),
+                    format!("add `display: true` to node `{}`", n.name),
                 )
             };
             ctx.at_key(
@@ -327,6 +330,7 @@ impl Lab<'_> {
         let fits: &[&str] = match key {
             "exec" => &["exit", "stdout", "stderr"],
             "http" => &["status", "body"],
+            "screenshot" => &["text"],
             _ => &[],
         };
         if let Some(bad) = given(&map).into_iter().find(|k| !fits.contains(k)) {
@@ -351,6 +355,10 @@ impl Lab<'_> {
             "http" => regex(ctx, "body", &map.body).then(|| Expect::Http {
                 status: map.status.unwrap_or(200),
                 body: map.body.clone(),
+            }),
+            "screenshot" => regex(ctx, "text", &map.text).then(|| match &map.text {
+                Some(text) => Expect::Text(text.clone()),
+                None => Expect::Done,
             }),
             _ => Some(Expect::Done),
         }
@@ -386,6 +394,7 @@ pub(super) fn describe(action: &TestAction) -> String {
                 if *healthy { "healthy" } else { "unhealthy" }
             )
         }
+        TestAction::Screenshot { node } => format!("screenshot of {node}"),
         TestAction::Sleep(d) => format!("sleep {}", crate::topology::duration::format(*d)),
     }
 }

@@ -18,8 +18,8 @@ use crate::topology::model::{
     Probe, PullPolicy, VmSpec,
 };
 use crate::topology::raw::{
-    RawAttachments, RawCondition, RawDependsOn, RawDuration, RawKind, RawNode, RawPull, RawRun,
-    RawTopology,
+    EnvValue, RawAttachments, RawCondition, RawDependsOn, RawDuration, RawKind, RawNode, RawPull,
+    RawRun, RawTopology,
 };
 use crate::topology::spans::pointer;
 
@@ -125,17 +125,7 @@ fn resolve_node(
                 .image
                 .clone()
                 .or_else(|| defaults.and_then(|d| d.image.clone()));
-            let mut env: IndexMap<String, String> = defaults
-                .map(|d| {
-                    d.env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone().into_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for (k, v) in &node.env {
-                env.insert(k.clone(), v.clone().into_string());
-            }
+            let env = merge_env(defaults.map(|d| &d.env), &node.env);
             let command = node
                 .command
                 .clone()
@@ -181,7 +171,13 @@ fn resolve_node(
                 vcpus: node.vcpus.or(defaults.and_then(|d| d.vcpus)).unwrap_or(1),
                 disk_gib: node.disk_gib.or(defaults.and_then(|d| d.disk_gib)),
                 user_data: cloud_init.and_then(|c| c.user_data),
+                env: merge_env(defaults.map(|d| &d.env), &node.env),
+                display: node
+                    .display
+                    .or(defaults.and_then(|d| d.display))
+                    .unwrap_or(false),
             };
+            check_vm_env(name, &spec.env, ctx);
             (image, NodeSpec::Vm(spec))
         }
     };
@@ -204,18 +200,22 @@ fn resolve_node(
     let attachments = resolve_attachments(raw, name, node, ctx);
     let mut refs = References::new(name, facts);
 
-    if let NodeSpec::Container(spec) = &spec {
-        for (i, arg) in spec.command.iter().flatten().enumerate() {
-            refs.scan(
-                ctx,
-                &pointer(&["nodes", name, "command", &i.to_string()]),
-                arg,
-                None,
-            );
+    let env = match &spec {
+        NodeSpec::Container(spec) => {
+            for (i, arg) in spec.command.iter().flatten().enumerate() {
+                refs.scan(
+                    ctx,
+                    &pointer(&["nodes", name, "command", &i.to_string()]),
+                    arg,
+                    None,
+                );
+            }
+            &spec.env
         }
-        for (k, v) in &spec.env {
-            refs.scan(ctx, &pointer(&["nodes", name, "env", k]), v, None);
-        }
+        NodeSpec::Vm(spec) => &spec.env,
+    };
+    for (k, v) in env {
+        refs.scan(ctx, &pointer(&["nodes", name, "env", k]), v, None);
     }
 
     let mut health: Vec<HealthCheck> = node
@@ -372,13 +372,13 @@ fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut C
             ("vcpus", node.vcpus.is_some()),
             ("disk_gib", node.disk_gib.is_some()),
             ("cloud_init", node.cloud_init.is_some()),
+            ("display", node.display.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
         .collect(),
         NodeKind::Vm => [
             ("command", node.command.is_some()),
-            ("env", !node.env.is_empty()),
             ("cpus", node.cpus.is_some()),
             ("volumes", node.volumes.is_some()),
             ("read_only", node.read_only.is_some()),
@@ -410,6 +410,55 @@ fn check_fields_for_kind(name: &str, node: &RawNode, kind: NodeKind, ctx: &mut C
             )),
             "not for this kind",
         );
+    }
+}
+
+/// The defaults' env with the node's merged over it, key by key; values
+/// as text.
+fn merge_env(
+    defaults: Option<&IndexMap<String, EnvValue>>,
+    node: &IndexMap<String, EnvValue>,
+) -> IndexMap<String, String> {
+    defaults
+        .into_iter()
+        .flatten()
+        .chain(node)
+        .map(|(k, v)| (k.clone(), v.clone().into_string()))
+        .collect()
+}
+
+/// A VM's env becomes lines of `/etc/environment`, which pam_env and
+/// systemd read as `NAME="value"`: names must be shell variable names, and
+/// a value cannot span lines.
+fn check_vm_env(name: &str, env: &IndexMap<String, String>, ctx: &mut Ctx<'_>) {
+    for (key, value) in env {
+        let at = pointer(&["nodes", name, "env", key]);
+        let mut chars = key.chars();
+        let valid_name = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            ctx.at_key(
+                &at,
+                Diagnostic::new(
+                    "benchscale::node::vm_env",
+                    format!("`{key}` cannot be a variable of VM `{name}`'s /etc/environment"),
+                )
+                .with_help("name it with letters, digits and `_`, not starting with a digit, such as PRODUCT_MODE"),
+                "not a variable name",
+            );
+        } else if value.contains(['\n', '\r', '\0']) {
+            ctx.at_value(
+                &at,
+                Diagnostic::new(
+                    "benchscale::node::vm_env",
+                    format!("the value of `{key}` spans lines, which /etc/environment cannot hold"),
+                )
+                .with_help("put it on one line; for a file, use a `copy` provisioning step"),
+                "several lines",
+            );
+        }
     }
 }
 
@@ -534,6 +583,39 @@ mod tests {
                 NodeSpec::Vm(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn vms_take_env_and_display_merged_over_their_defaults() {
+        let text = "name: p\ndefaults:\n  vm: {image: x, env: {A: 1, B: two}, display: true}\nnodes:\n  a: {kind: vm, env: {B: three}}\n  b: {kind: vm, display: false}\n";
+        let topology = load_str(Path::new("t.yaml"), text, &AnyFile).unwrap();
+        let vm = |name: &str| match &topology.nodes[name].spec {
+            NodeSpec::Vm(v) => v.clone(),
+            NodeSpec::Container(_) => panic!("a container"),
+        };
+        let a = vm("a");
+        let env: Vec<(&str, &str)> = a.env.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(env, [("A", "1"), ("B", "three")]);
+        assert!(a.display);
+        assert!(!vm("b").display);
+    }
+
+    #[test]
+    fn a_vm_env_must_fit_etc_environment_and_display_is_for_vms() {
+        let text = "name: p\nnodes:\n  a:\n    kind: vm\n    image: x\n    env: {\"1X\": a, OK: \"two\\nlines\"}\n  c: {kind: container, image: y, display: true}\n";
+        let problems = load_str(Path::new("t.yaml"), text, &AnyFile).unwrap_err();
+        let codes: Vec<String> = problems
+            .diagnostics
+            .iter()
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect();
+        assert_eq!(codes.len(), 3, "{codes:#?}");
+        assert!(codes[0].contains("`1X` cannot be a variable"), "{codes:#?}");
+        assert!(codes[1].contains("`OK` spans lines"), "{codes:#?}");
+        assert!(
+            codes[2].starts_with("benchscale::node::field_not_for_kind `display`"),
+            "{codes:#?}"
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct SeedInput {
     pub interfaces: Vec<Interface>,
     /// The user's own user data, substituted; any format cloud-init reads.
     pub user_data: Option<String>,
+    /// Variables for `/etc/environment`, in file order, substituted; no
+    /// value spans lines (resolution and the executor refuse those).
+    pub env: Vec<(String, String)>,
 }
 
 /// The seed's documents, ready for [`crate::backend::vm::seed::build_seed`].
@@ -118,9 +121,17 @@ pub fn render(input: &SeedInput) -> SeedFiles {
     }
 }
 
+/// `/etc/environment` lines for `env`: `NAME="value"`, which pam_env
+/// (SSH and console logins) reads, and systemd's environment generator
+/// too. pam_env takes what is between the outer quotes as is, without
+/// escapes, so the value is written as given.
+pub fn environment_lines(env: &[(String, String)]) -> String {
+    env.iter().map(|(k, v)| format!("{k}=\"{v}\"\n")).collect()
+}
+
 /// The engine's `#cloud-config` alone.
 fn engine_cloud_config(input: &SeedInput) -> String {
-    let config = json!({
+    let mut config = json!({
         "users": [{
             "name": input.user,
             "sudo": "ALL=(ALL) NOPASSWD:ALL",
@@ -150,6 +161,16 @@ fn engine_cloud_config(input: &SeedInput) -> String {
             "Cloud-init v. $VERSION finished at $TIMESTAMP; {FINISHED_MARKER} after $UPTIME s"
         ),
     });
+    if !input.env.is_empty() {
+        // Appended, not written over: an image's own /etc/environment
+        // (Ubuntu's sets PATH there) stays. `write_files` runs once per
+        // instance, and a changed env re-creates the VM with a new one.
+        config["write_files"] = json!([{
+            "path": "/etc/environment",
+            "content": environment_lines(&input.env),
+            "append": true,
+        }]);
+    }
     format!("#cloud-config\n{}", to_yaml(&config))
 }
 

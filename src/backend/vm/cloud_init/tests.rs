@@ -35,6 +35,7 @@ fn input(user_data: Option<&str>) -> SeedInput {
             },
         ],
         user_data: user_data.map(str::to_owned),
+        env: Vec::new(),
     }
 }
 
@@ -252,4 +253,31 @@ fn a_guest_is_settled_once_cloud_init_printed_the_marker_after_its_last_stage() 
     assert!(settled(&format!("{init}{login}{config}{done}")));
     // A reboot runs cloud-init again: the earlier marker no longer counts.
     assert!(!settled(&format!("{init}{config}{done}{init}")));
+}
+
+#[test]
+fn env_is_appended_to_etc_environment_and_left_out_when_empty() {
+    let mut with_env = input(None);
+    with_env.env = vec![
+        ("PRODUCT_MODE".into(), "test".into()),
+        ("GREETING".into(), "hello world".into()),
+    ];
+    let config = yaml(&render(&with_env).user_data);
+    assert_eq!(
+        config["write_files"],
+        json!([{
+            "path": "/etc/environment",
+            "content": "PRODUCT_MODE=\"test\"\nGREETING=\"hello world\"\n",
+            "append": true,
+        }])
+    );
+    // A user's own write_files are appended to the engine's list (the
+    // merge type's `list(append)`), so neither replaces the other.
+    let merged = render(&SeedInput {
+        user_data: Some("#cloud-config\nwrite_files: [{path: /etc/x, content: y}]\n".into()),
+        ..with_env
+    });
+    assert!(merged.user_data.contains("list(append)"));
+    let plain = yaml(&render(&input(None)).user_data);
+    assert!(plain.get("write_files").is_none(), "{plain:#}");
 }
