@@ -378,7 +378,8 @@ case "$1" in
             echo "$ip/$prefix" >"/run/net.$interface"
             echo "benchscale-tiny: network up $interface $ip/$prefix (dhcp)" >/dev/console
         fi
-        if [ -n "$router" ] && [ -z "$(ip route show default)" ]; then
+        # busybox's `ip route show` takes no selector: it lists every route.
+        if [ -n "$router" ] && ! ip route | grep -q '^default '; then
             for r in $router; do
                 ip route add default via "$r" dev "$interface" && break
             done
@@ -523,8 +524,47 @@ apt-get clean
 STAGE2
 }
 
-build_debian() {
-    local t0=$SECONDS w="$WORK/debian"
+# run_in_chroot ROOT SCRIPT LOG [VAR=VALUE...]: run SCRIPT (a path inside
+# ROOT) with /bin/sh in a chroot, in a private mount namespace (nothing
+# mounted for it outlives it), with the variables given in its environment.
+run_in_chroot() {
+    local r="$1" script="$2" logf="$3"; shift 3
+    env "$@" unshare --mount --propagation private sh -c '
+            set -e
+            r="$1"
+            mount -t proc proc "$r/proc"
+            mount -t sysfs -o ro sysfs "$r/sys"
+            mount -t tmpfs -o mode=755 tmpfs "$r/dev"
+            mknod -m 666 "$r/dev/null" c 1 3
+            mknod -m 666 "$r/dev/zero" c 1 5
+            mknod -m 666 "$r/dev/full" c 1 7
+            mknod -m 666 "$r/dev/random" c 1 8
+            mknod -m 666 "$r/dev/urandom" c 1 9
+            mknod -m 666 "$r/dev/tty" c 5 0
+            mkdir -p "$r/dev/pts" "$r/dev/shm"
+            mount -t devpts -o newinstance,ptmxmode=666 devpts "$r/dev/pts"
+            ln -s pts/ptmx "$r/dev/ptmx"
+            mount -t tmpfs tmpfs "$r/run"
+            chroot "$r" /bin/sh "$2"
+        ' sh "$r" "$script" >"$logf" 2>&1
+}
+
+# deb_chroot_prepare ROOT: what package installs in the chroot need and the
+# image must not keep (deb_clean removes it again).
+deb_chroot_prepare() {
+    local r="$1"
+    echo force-unsafe-io >"$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io"
+    # No daemon may start inside the chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+    chmod 755 "$r/usr/sbin/policy-rc.d"
+    rm -f "$r/etc/resolv.conf"
+    cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+}
+
+# debian_rootfs DIR: the Debian guest's root file system in DIR/root, packages
+# installed, configured and cleaned, ready for the disk (debian_disk).
+debian_rootfs() {
+    local t0=$SECONDS w="$1"
     local r="$w/root"
     mkdir -p "$w"
     [ -n "$MIRROR" ] || die "cannot find the $SUITE mirror in apt's configuration (set BENCHSCALE_DEBIAN_MIRROR)"
@@ -563,12 +603,7 @@ path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 path-exclude=/usr/share/lintian/*
 EOF
-    echo force-unsafe-io >"$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io"
-    # No daemon may start inside the chroot.
-    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-    chmod 755 "$r/usr/sbin/policy-rc.d"
-    rm -f "$r/etc/resolv.conf"
-    cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+    deb_chroot_prepare "$r"
 
     # initramfs: only the listed modules (small, quick to load under TCG).
     mkdir -p "$r/etc/initramfs-tools/conf.d"
@@ -581,35 +616,11 @@ EOF
     write_deb_stage2 "$r/tmp/stage2.sh"
     log "$DEB: installing ${DEB_PACKAGES[*]} (log: $w/stage2.log)"
     local t1=$SECONDS
-    if ! DEB_PACKAGES="${DEB_PACKAGES[*]}" unshare --mount --propagation private sh -c '
-            set -e
-            r="$1"
-            mount -t proc proc "$r/proc"
-            mount -t sysfs -o ro sysfs "$r/sys"
-            mount -t tmpfs -o mode=755 tmpfs "$r/dev"
-            mknod -m 666 "$r/dev/null" c 1 3
-            mknod -m 666 "$r/dev/zero" c 1 5
-            mknod -m 666 "$r/dev/full" c 1 7
-            mknod -m 666 "$r/dev/random" c 1 8
-            mknod -m 666 "$r/dev/urandom" c 1 9
-            mknod -m 666 "$r/dev/tty" c 5 0
-            mkdir -p "$r/dev/pts" "$r/dev/shm"
-            mount -t devpts -o newinstance,ptmxmode=666 devpts "$r/dev/pts"
-            ln -s pts/ptmx "$r/dev/ptmx"
-            mount -t tmpfs tmpfs "$r/run"
-            chroot "$r" /bin/sh /tmp/stage2.sh
-        ' sh "$r" >"$w/stage2.log" 2>&1; then
+    if ! run_in_chroot "$r" /tmp/stage2.sh "$w/stage2.log" DEB_PACKAGES="${DEB_PACKAGES[*]}"; then
         tail -n 40 "$w/stage2.log" >&2
         die "installing packages in the chroot failed"
     fi
     log "$DEB: packages installed after $((SECONDS - t1)) s"
-
-    local kver
-    kver="$(ls "$r/lib/modules")"
-    [ "$(echo "$kver" | wc -l)" = 1 ] || die "more than one kernel in the image: $kver"
-    [ -f "$r/boot/vmlinuz-$kver" ] && [ -f "$r/boot/initrd.img-$kver" ] || die "no kernel/initramfs in /boot"
-    local kpkg_ver
-    kpkg_ver="$(chroot "$r" dpkg-query -W -f='${Version}' "$KERNEL_META")"
 
     # --- system configuration -------------------------------------------------
     echo "localhost" >"$r/etc/hostname"
@@ -663,11 +674,16 @@ EOF
         ln -sf /dev/null "$r/etc/systemd/system/$unit"
     done
 
-    # --- each instance its own identity; no build leftovers -------------------
+    deb_clean "$r"
+}
+
+# deb_clean ROOT: each instance its own identity; no build leftovers.
+deb_clean() {
+    local r="$1"
     : >"$r/etc/machine-id"
     rm -f "$r/var/lib/dbus/machine-id" "$r"/etc/ssh/ssh_host_*
     rm -rf "$r/var/lib/cloud"/*
-    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io" "$r/tmp/stage2.sh"
+    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io" "$r"/tmp/stage2*.sh
     # resolvconf makes /etc/resolv.conf a link into /run (never write through
     # it: the link is relative, but a build on another resolvconf might not be).
     rm -f "$r/etc/resolv.conf" "$r/etc/resolvconf/resolv.conf.d/original"
@@ -685,23 +701,40 @@ EOF
     rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/lintian/*
     find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
     find "$r/var/log" -type f -exec truncate -s 0 {} +
+}
 
-    cp "$r/boot/vmlinuz-$kver" "$WORK/out/$DEB.vmlinuz"
-    cp "$r/boot/initrd.img-$kver" "$WORK/out/$DEB.initrd"
+# debian_disk DIR NAME SIZE: DIR/root (one kernel in /boot) becomes
+# $WORK/out/NAME.qcow2 (ext4 of SIZE on the whole disk, label bs-root),
+# NAME.vmlinuz and NAME.initrd; DIR/root is removed. Sets DISK_KVER.
+debian_disk() {
+    local w="$1" name="$2" size="$3"
+    local r="$w/root" kver
+    kver="$(ls "$r/lib/modules")"
+    [ "$(echo "$kver" | wc -l)" = 1 ] || die "more than one kernel in the image: $kver"
+    [ -f "$r/boot/vmlinuz-$kver" ] && [ -f "$r/boot/initrd.img-$kver" ] || die "no kernel/initramfs in /boot"
+    DISK_KVER="$kver"
+    cp "$r/boot/vmlinuz-$kver" "$WORK/out/$name.vmlinuz"
+    cp "$r/boot/initrd.img-$kver" "$WORK/out/$name.initrd"
 
-    # --- disk image -----------------------------------------------------------
-    log "$DEB: root file system is $(du -sm "$r" | cut -f1) MiB; making the 2 GiB ext4 disk"
-    t1=$SECONDS
-    truncate -s 2G "$w/disk.raw"
+    log "$name: root file system is $(du -sm "$r" | cut -f1) MiB; making the $size ext4 disk"
+    local t1=$SECONDS
+    truncate -s "$size" "$w/disk.raw"
     mkfs.ext4 -q -F -L bs-root -E lazy_itable_init=0,lazy_journal_init=0 -d "$r" "$w/disk.raw"
     local t2=$SECONDS
-    qemu-img convert -f raw -O qcow2 "$w/disk.raw" "$WORK/out/$DEB.qcow2"
-    log "$DEB: mkfs.ext4 -d took $((t2 - t1)) s, qemu-img convert $((SECONDS - t2)) s"
+    qemu-img convert -f raw -O qcow2 "$w/disk.raw" "$WORK/out/$name.qcow2"
+    log "$name: mkfs.ext4 -d took $((t2 - t1)) s, qemu-img convert $((SECONDS - t2)) s"
     rm -rf "$r" "$w/disk.raw"
+}
 
-    install_outputs "$DEB" "$DEB_HASH" "kernel=$kver $KERNEL_META=$kpkg_ver suite=$SUITE mirror=$MIRROR" \
+build_debian() {
+    local t0=$SECONDS w="$WORK/debian"
+    debian_rootfs "$w"
+    local kpkg_ver
+    kpkg_ver="$(chroot "$w/root" dpkg-query -W -f='${Version}' "$KERNEL_META")"
+    debian_disk "$w" "$DEB" 2G
+    install_outputs "$DEB" "$DEB_HASH" "kernel=$DISK_KVER $KERNEL_META=$kpkg_ver suite=$SUITE mirror=$MIRROR" \
         "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"
-    log "$DEB built in $((SECONDS - t0)) s (kernel $kver)"
+    log "$DEB built in $((SECONDS - t0)) s (kernel $DISK_KVER)"
 }
 
 # ============================================================================
@@ -729,7 +762,8 @@ compute_keys() {
         sha256sum </bin/busybox
     } | sha256sum | cut -c1-16)"
     DEB_HASH="$( {
-        declare -f build_debian write_deb_stage2 install_outputs
+        declare -f build_debian write_deb_stage2 run_in_chroot deb_chroot_prepare debian_rootfs deb_clean \
+            debian_disk install_outputs
         declare -p DEB_PACKAGES DEB_INITRAMFS_MODULES
         printf '%s\n' "$KERNEL_META=$KVER_CANDIDATE" "suite=$SUITE"
     } | sha256sum | cut -c1-16)"
