@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the two benchscale VM test images from Debian packages only, into the
+# Build the three benchscale VM test images from Debian packages only, into the
 # base image folder (default /var/lib/libvirt/images, or
 # $BENCHSCALE_BASE_IMAGE_PATH):
 #
@@ -11,11 +11,15 @@
 #                                  whole disk, no partition table, 2 GiB)
 #   benchscale-debian-12.vmlinuz   its kernel and initramfs, for direct
 #   benchscale-debian-12.initrd    kernel boot: root=/dev/vda rw console=ttyS0
+#   benchscale-desktop-12.*        the Debian guest with a generic kernel, Xorg,
+#                                  a VNC server and viewer (same layout; see
+#                                  scripts/build-vm-images-desktop.sh)
 #
-# Cached: next to the outputs, benchscale-tiny.stamp and
-# benchscale-debian-12.stamp record a hash of the code in this script that
+# Cached: next to the outputs, benchscale-tiny.stamp,
+# benchscale-debian-12.stamp and benchscale-desktop-12.stamp record a hash of the code in this script that
 # builds that image and of the package versions that go in (the kernel
-# candidate of linux-image-cloud-amd64, busybox-static). An image is rebuilt
+# candidate of linux-image-cloud-amd64, busybox-static; for the desktop, also
+# the candidates of linux-image-amd64, Xorg, x11vnc, the viewer, xterm, socat). An image is rebuilt
 # only when its hash changes, an output is missing, or with --force; otherwise
 # a run takes a second or two and touches no network. Before a build, apt's
 # lists are refreshed (apt-get update). Outputs are built in a temporary
@@ -24,7 +28,11 @@
 # the tiny guest, 2.5 to 4.5 min for the Debian one (debootstrap and apt
 # downloads).
 #
-# Usage: build-vm-images.sh [--force] [--only tiny|debian]
+# When the Debian and desktop images are built in one run, the desktop image
+# starts from a copy of the Debian guest's finished root file system.
+#
+# Usage: build-vm-images.sh [--force] [--only tiny|debian|desktop]
+# (without --only: all three)
 #
 # ---------------------------------------------------------------------------
 # The tiny guest (boots to its login marker in a few seconds under TCG)
@@ -92,7 +100,7 @@ set -euo pipefail
 log() { printf 'build-vm-images: %s\n' "$*"; }
 die() { printf 'build-vm-images: ERROR: %s\n' "$*" >&2; exit 1; }
 
-usage() { echo "usage: $0 [--force] [--only tiny|debian]"; }
+usage() { echo "usage: $0 [--force] [--only tiny|debian|desktop]"; }
 
 ARGS=("$@")
 force=0
@@ -101,7 +109,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --force) force=1 ;;
         --only)
-            [ "$#" -ge 2 ] || die "--only needs an argument (tiny or debian)"
+            [ "$#" -ge 2 ] || die "--only needs an argument (tiny, debian or desktop)"
             only="$2"; shift ;;
         --only=*) only="${1#--only=}" ;;
         -h|--help) usage; exit 0 ;;
@@ -109,7 +117,7 @@ while [ "$#" -gt 0 ]; do
     esac
     shift
 done
-case "$only" in all|tiny|debian) ;; *) die "--only must be tiny or debian, not '$only'" ;; esac
+case "$only" in all|tiny|debian|desktop) ;; *) die "--only must be tiny, debian or desktop, not '$only'" ;; esac
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -124,6 +132,7 @@ SUITE=bookworm
 KERNEL_META=linux-image-cloud-amd64
 TINY=benchscale-tiny
 DEB=benchscale-debian-12
+DESK=benchscale-desktop-12
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 
 for tool in busybox cpio gzip mkfs.ext4 qemu-img apt-get apt-cache dpkg-deb unshare flock; do
@@ -378,8 +387,7 @@ case "$1" in
             echo "$ip/$prefix" >"/run/net.$interface"
             echo "benchscale-tiny: network up $interface $ip/$prefix (dhcp)" >/dev/console
         fi
-        # busybox's `ip route show` takes no selector: it lists every route.
-        if [ -n "$router" ] && ! ip route | grep -q '^default '; then
+        if [ -n "$router" ] && [ -z "$(ip route show default)" ]; then
             for r in $router; do
                 ip route add default via "$r" dev "$interface" && break
             done
@@ -731,11 +739,22 @@ build_debian() {
     debian_rootfs "$w"
     local kpkg_ver
     kpkg_ver="$(chroot "$w/root" dpkg-query -W -f='${Version}' "$KERNEL_META")"
+    # The desktop image starts from the same root file system.
+    if [ "$want_desk" = 1 ]; then
+        mkdir -p "$WORK/desktop"
+        cp -a "$w/root" "$WORK/desktop/root"
+    fi
     debian_disk "$w" "$DEB" 2G
     install_outputs "$DEB" "$DEB_HASH" "kernel=$DISK_KVER $KERNEL_META=$kpkg_ver suite=$SUITE mirror=$MIRROR" \
         "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"
     log "$DEB built in $((SECONDS - t0)) s (kernel $DISK_KVER)"
 }
+
+# ============================================================================
+# desktop guest
+# ============================================================================
+# shellcheck source=build-vm-images-desktop.sh
+. "$(dirname "${BASH_SOURCE[0]}")/build-vm-images-desktop.sh"
 
 # ============================================================================
 # cache keys
@@ -761,11 +780,19 @@ compute_keys() {
         printf '%s\n' "$KERNEL_META=$KVER_CANDIDATE" "busybox-static=$busybox_ver"
         sha256sum </bin/busybox
     } | sha256sum | cut -c1-16)"
-    DEB_HASH="$( {
-        declare -f build_debian write_deb_stage2 run_in_chroot deb_chroot_prepare debian_rootfs deb_clean \
-            debian_disk install_outputs
+    local deb_code
+    deb_code="$(
+        declare -f write_deb_stage2 run_in_chroot deb_chroot_prepare debian_rootfs deb_clean debian_disk \
+            install_outputs
         declare -p DEB_PACKAGES DEB_INITRAMFS_MODULES
         printf '%s\n' "$KERNEL_META=$KVER_CANDIDATE" "suite=$SUITE"
+    )"
+    DEB_HASH="$( { declare -f build_debian; echo "$deb_code"; } | sha256sum | cut -c1-16)"
+    DESK_HASH="$( {
+        echo "$deb_code"
+        declare -f build_desktop write_desk_stage2 write_desk_files
+        declare -p DESK_PACKAGES DESK_KEY_PACKAGES DESK_INITRAMFS_MODULES DESK_MODULES_EXCLUDED
+        apt-cache policy "${DESK_KEY_PACKAGES[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'
     } | sha256sum | cut -c1-16)"
 }
 
@@ -778,22 +805,29 @@ up_to_date() {
     for f in "$@"; do [ -s "$BASE/$f" ] || return 1; done
 }
 
-# Sets want_tiny / want_deb; quiet=1 for the first pass.
+# Sets want_tiny / want_deb / want_desk; quiet=1 for the first pass.
 decide() {
     local quiet="$1"
-    want_tiny=0; want_deb=0
-    if [ "$only" != debian ]; then
+    want_tiny=0; want_deb=0; want_desk=0
+    if [ "$only" = all ] || [ "$only" = tiny ]; then
         if up_to_date "$TINY" "$TINY_HASH" "$TINY.vmlinuz" "$TINY.initrd" "$TINY.qcow2"; then
             [ "$quiet" = 1 ] || log "$TINY is up to date (hash $TINY_HASH)"
         else
             want_tiny=1
         fi
     fi
-    if [ "$only" != tiny ]; then
+    if [ "$only" = all ] || [ "$only" = debian ]; then
         if up_to_date "$DEB" "$DEB_HASH" "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"; then
             [ "$quiet" = 1 ] || log "$DEB is up to date (hash $DEB_HASH)"
         else
             want_deb=1
+        fi
+    fi
+    if [ "$only" = all ] || [ "$only" = desktop ]; then
+        if up_to_date "$DESK" "$DESK_HASH" "$DESK.qcow2" "$DESK.vmlinuz" "$DESK.initrd"; then
+            [ "$quiet" = 1 ] || log "$DESK is up to date (hash $DESK_HASH)"
+        else
+            want_desk=1
         fi
     fi
 }
@@ -803,14 +837,14 @@ compute_keys
 decide 1
 # Something to build: first bring apt's lists up to date (a cached run never
 # touches the network), so that the versions hashed are the ones downloaded.
-if { [ "$want_tiny" = 1 ] || [ "$want_deb" = 1 ]; } && [ "$apt_updated" = 0 ]; then
+if { [ "$want_tiny" = 1 ] || [ "$want_deb" = 1 ] || [ "$want_desk" = 1 ]; } && [ "$apt_updated" = 0 ]; then
     log "apt-get update"
     apt-get update -qq || log "WARNING: apt-get update failed, going on with apt's current lists"
     apt_updated=1
     compute_keys
 fi
 decide 0
-if [ "$want_tiny" = 0 ] && [ "$want_deb" = 0 ]; then
+if [ "$want_tiny" = 0 ] && [ "$want_deb" = 0 ] && [ "$want_desk" = 0 ]; then
     exit 0
 fi
 find_mirrors
@@ -831,4 +865,5 @@ mkdir -p "$WORK/out"
 
 if [ "$want_tiny" = 1 ]; then build_tiny; fi
 if [ "$want_deb" = 1 ]; then build_debian; fi
+if [ "$want_desk" = 1 ]; then build_desktop; fi
 log "done: $(cd "$BASE" && ls benchscale-* 2>/dev/null | tr '\n' ' ')"
