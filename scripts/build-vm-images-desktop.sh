@@ -64,15 +64,16 @@
 #                          RELAY:PORT full screen, view only (xtightvncviewer,
 #                          through a local socat with the same keepalive).
 #                          Before the first session the screen says
-#                          "connecting to RELAY:PORT". When a session ends
+#                          "CONNECTING TO RELAY:PORT". When a session ends
 #                          (the server or the relay closed it, or keepalive
-#                          gave up on it) the viewer exits and "connection
-#                          lost" is shown; it tries again every 2 s, and a new
+#                          gave up on it) the viewer exits and "CONNECTION
+#                          LOST" is shown (capitals: OCR reads DejaVu Sans
+#                          Mono's lower-case l as L now and then); it tries again every 2 s, and a new
 #                          session covers the text. `bs-view --stop` stops.
 #                          (benchscale-view.service) Serial console lines:
 #                            benchscale-desktop: viewer connected to RELAY:PORT
 #                            benchscale-desktop: viewer lost RELAY:PORT
-#                          (the second once "connection lost" is on screen).
+#                          (the second once "CONNECTION LOST" is on screen).
 # A relay that pairs the two connections should use TCP keepalive too: while
 # the screen stands still no data flows, and it cannot otherwise tell that
 # one end vanished.
@@ -216,9 +217,13 @@ EOF
     cat >"$r/etc/systemd/system/benchscale-display.service" <<'EOF'
 [Unit]
 Description=benchscale desktop: Xorg on the virtual screen (display :0)
-# Not after the network or logins (under emulation DHCP alone takes 30 s):
-# the script waits for the DRM device itself.
-After=systemd-udev-trigger.service
+# Early, beside the network: with default dependencies it would come after
+# sysinit.target, which cloud-init's network stage holds back until DHCP is
+# done (30 s and more under emulation). The script waits for the DRM device.
+DefaultDependencies=no
+After=local-fs.target systemd-journald.socket systemd-tmpfiles-setup.service systemd-udev-trigger.service
+Conflicts=shutdown.target
+Before=shutdown.target
 
 [Service]
 ExecStart=/usr/lib/benchscale-desktop/xorg
@@ -232,8 +237,11 @@ EOF
     cat >"$r/etc/systemd/system/benchscale-vnc.service" <<'EOF'
 [Unit]
 Description=benchscale desktop: x11vnc of display :0 on 127.0.0.1:5900
+DefaultDependencies=no
 BindsTo=benchscale-display.service
 After=benchscale-display.service
+Conflicts=shutdown.target
+Before=shutdown.target
 
 [Service]
 User=bs-desktop
@@ -374,7 +382,7 @@ EOF
 KA=keepalive,keepidle=5,keepintvl=2,keepcnt=3
 LOCAL=5999
 as_user() { setpriv --reuid=bs-desktop --regid=bs-desktop --init-groups env HOME="$RUN/home" "$@"; }
-bs-show-text "connecting to $RELAY:$PORT"
+bs-show-text "CONNECTING TO $RELAY:$PORT"
 while :; do
     # A local end with TCP keepalive: the viewer alone would wait for ever
     # on a relay that vanished while the screen did not change.
@@ -393,7 +401,7 @@ while :; do
     kill "$spid" 2>/dev/null
     wait "$spid" 2>/dev/null
     if [ -e "$RUN/view.connected" ]; then
-        bs-show-text "connection lost"
+        bs-show-text "CONNECTION LOST"
         say "viewer lost $RELAY:$PORT"
     fi
     sleep 2
