@@ -91,7 +91,7 @@ DESK_KEY_PACKAGES=(linux-image-amd64 xserver-xorg-core x11vnc xtightvncviewer xt
 # Added to the Debian guest's initramfs modules.
 DESK_INITRAMFS_MODULES=(ext4 crc32c_generic)
 # Kernel modules the guest never needs (wireless, sound, cameras, real GPUs,
-# ...): left out of the image by dpkg (about 250 MiB).
+# ...): left out of the image by dpkg (path-exclude).
 DESK_MODULES_EXCLUDED=(
     drivers/net/wireless drivers/media drivers/infiniband drivers/staging
     drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/i915 drivers/gpu/drm/radeon
