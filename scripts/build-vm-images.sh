@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the two benchscale VM test images from Debian packages only, into the
+# Build the three benchscale VM test images from Debian packages only, into the
 # base image folder (default /var/lib/libvirt/images, or
 # $BENCHSCALE_BASE_IMAGE_PATH):
 #
@@ -11,11 +11,15 @@
 #                                  whole disk, no partition table, 2 GiB)
 #   benchscale-debian-12.vmlinuz   its kernel and initramfs, for direct
 #   benchscale-debian-12.initrd    kernel boot: root=/dev/vda rw console=ttyS0
+#   benchscale-desktop-12.*        the Debian guest with a generic kernel, Xorg,
+#                                  a VNC server and viewer (same layout; see
+#                                  scripts/build-vm-images-desktop.sh)
 #
-# Cached: next to the outputs, benchscale-tiny.stamp and
-# benchscale-debian-12.stamp record a hash of the code in this script that
+# Cached: next to the outputs, benchscale-tiny.stamp,
+# benchscale-debian-12.stamp and benchscale-desktop-12.stamp record a hash of the code in this script that
 # builds that image and of the package versions that go in (the kernel
-# candidate of linux-image-cloud-amd64, busybox-static). An image is rebuilt
+# candidate of linux-image-cloud-amd64, busybox-static; for the desktop, also
+# the candidates of linux-image-amd64, Xorg, x11vnc, the viewer, xterm, socat). An image is rebuilt
 # only when its hash changes, an output is missing, or with --force; otherwise
 # a run takes a second or two and touches no network. Before a build, apt's
 # lists are refreshed (apt-get update). Outputs are built in a temporary
@@ -24,7 +28,11 @@
 # the tiny guest, 2.5 to 4.5 min for the Debian one (debootstrap and apt
 # downloads).
 #
-# Usage: build-vm-images.sh [--force] [--only tiny|debian]
+# When the Debian and desktop images are built in one run, the desktop image
+# starts from a copy of the Debian guest's finished root file system.
+#
+# Usage: build-vm-images.sh [--force] [--only tiny|debian|desktop]
+# (without --only: all three)
 #
 # ---------------------------------------------------------------------------
 # The tiny guest (boots to its login marker in a few seconds under TCG)
@@ -92,7 +100,7 @@ set -euo pipefail
 log() { printf 'build-vm-images: %s\n' "$*"; }
 die() { printf 'build-vm-images: ERROR: %s\n' "$*" >&2; exit 1; }
 
-usage() { echo "usage: $0 [--force] [--only tiny|debian]"; }
+usage() { echo "usage: $0 [--force] [--only tiny|debian|desktop]"; }
 
 ARGS=("$@")
 force=0
@@ -101,7 +109,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --force) force=1 ;;
         --only)
-            [ "$#" -ge 2 ] || die "--only needs an argument (tiny or debian)"
+            [ "$#" -ge 2 ] || die "--only needs an argument (tiny, debian or desktop)"
             only="$2"; shift ;;
         --only=*) only="${1#--only=}" ;;
         -h|--help) usage; exit 0 ;;
@@ -109,7 +117,7 @@ while [ "$#" -gt 0 ]; do
     esac
     shift
 done
-case "$only" in all|tiny|debian) ;; *) die "--only must be tiny or debian, not '$only'" ;; esac
+case "$only" in all|tiny|debian|desktop) ;; *) die "--only must be tiny, debian or desktop, not '$only'" ;; esac
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -124,6 +132,7 @@ SUITE=bookworm
 KERNEL_META=linux-image-cloud-amd64
 TINY=benchscale-tiny
 DEB=benchscale-debian-12
+DESK=benchscale-desktop-12
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 
 for tool in busybox cpio gzip mkfs.ext4 qemu-img apt-get apt-cache dpkg-deb unshare flock; do
@@ -524,8 +533,47 @@ apt-get clean
 STAGE2
 }
 
-build_debian() {
-    local t0=$SECONDS w="$WORK/debian"
+# run_in_chroot ROOT SCRIPT LOG [VAR=VALUE...]: run SCRIPT (a path inside
+# ROOT) with /bin/sh in a chroot, in a private mount namespace (nothing
+# mounted for it outlives it), with the variables given in its environment.
+run_in_chroot() {
+    local r="$1" script="$2" logf="$3"; shift 3
+    env "$@" unshare --mount --propagation private sh -c '
+            set -e
+            r="$1"
+            mount -t proc proc "$r/proc"
+            mount -t sysfs -o ro sysfs "$r/sys"
+            mount -t tmpfs -o mode=755 tmpfs "$r/dev"
+            mknod -m 666 "$r/dev/null" c 1 3
+            mknod -m 666 "$r/dev/zero" c 1 5
+            mknod -m 666 "$r/dev/full" c 1 7
+            mknod -m 666 "$r/dev/random" c 1 8
+            mknod -m 666 "$r/dev/urandom" c 1 9
+            mknod -m 666 "$r/dev/tty" c 5 0
+            mkdir -p "$r/dev/pts" "$r/dev/shm"
+            mount -t devpts -o newinstance,ptmxmode=666 devpts "$r/dev/pts"
+            ln -s pts/ptmx "$r/dev/ptmx"
+            mount -t tmpfs tmpfs "$r/run"
+            chroot "$r" /bin/sh "$2"
+        ' sh "$r" "$script" >"$logf" 2>&1
+}
+
+# deb_chroot_prepare ROOT: what package installs in the chroot need and the
+# image must not keep (deb_clean removes it again).
+deb_chroot_prepare() {
+    local r="$1"
+    echo force-unsafe-io >"$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io"
+    # No daemon may start inside the chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+    chmod 755 "$r/usr/sbin/policy-rc.d"
+    rm -f "$r/etc/resolv.conf"
+    cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+}
+
+# debian_rootfs DIR: the Debian guest's root file system in DIR/root, packages
+# installed, configured and cleaned, ready for the disk (debian_disk).
+debian_rootfs() {
+    local t0=$SECONDS w="$1"
     local r="$w/root"
     mkdir -p "$w"
     [ -n "$MIRROR" ] || die "cannot find the $SUITE mirror in apt's configuration (set BENCHSCALE_DEBIAN_MIRROR)"
@@ -564,12 +612,7 @@ path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 path-exclude=/usr/share/lintian/*
 EOF
-    echo force-unsafe-io >"$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io"
-    # No daemon may start inside the chroot.
-    printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
-    chmod 755 "$r/usr/sbin/policy-rc.d"
-    rm -f "$r/etc/resolv.conf"
-    cp -L /etc/resolv.conf "$r/etc/resolv.conf"
+    deb_chroot_prepare "$r"
 
     # initramfs: only the listed modules (small, quick to load under TCG).
     mkdir -p "$r/etc/initramfs-tools/conf.d"
@@ -582,35 +625,11 @@ EOF
     write_deb_stage2 "$r/tmp/stage2.sh"
     log "$DEB: installing ${DEB_PACKAGES[*]} (log: $w/stage2.log)"
     local t1=$SECONDS
-    if ! DEB_PACKAGES="${DEB_PACKAGES[*]}" unshare --mount --propagation private sh -c '
-            set -e
-            r="$1"
-            mount -t proc proc "$r/proc"
-            mount -t sysfs -o ro sysfs "$r/sys"
-            mount -t tmpfs -o mode=755 tmpfs "$r/dev"
-            mknod -m 666 "$r/dev/null" c 1 3
-            mknod -m 666 "$r/dev/zero" c 1 5
-            mknod -m 666 "$r/dev/full" c 1 7
-            mknod -m 666 "$r/dev/random" c 1 8
-            mknod -m 666 "$r/dev/urandom" c 1 9
-            mknod -m 666 "$r/dev/tty" c 5 0
-            mkdir -p "$r/dev/pts" "$r/dev/shm"
-            mount -t devpts -o newinstance,ptmxmode=666 devpts "$r/dev/pts"
-            ln -s pts/ptmx "$r/dev/ptmx"
-            mount -t tmpfs tmpfs "$r/run"
-            chroot "$r" /bin/sh /tmp/stage2.sh
-        ' sh "$r" >"$w/stage2.log" 2>&1; then
+    if ! run_in_chroot "$r" /tmp/stage2.sh "$w/stage2.log" DEB_PACKAGES="${DEB_PACKAGES[*]}"; then
         tail -n 40 "$w/stage2.log" >&2
         die "installing packages in the chroot failed"
     fi
     log "$DEB: packages installed after $((SECONDS - t1)) s"
-
-    local kver
-    kver="$(ls "$r/lib/modules")"
-    [ "$(echo "$kver" | wc -l)" = 1 ] || die "more than one kernel in the image: $kver"
-    [ -f "$r/boot/vmlinuz-$kver" ] && [ -f "$r/boot/initrd.img-$kver" ] || die "no kernel/initramfs in /boot"
-    local kpkg_ver
-    kpkg_ver="$(chroot "$r" dpkg-query -W -f='${Version}' "$KERNEL_META")"
 
     # --- system configuration -------------------------------------------------
     echo "localhost" >"$r/etc/hostname"
@@ -664,11 +683,16 @@ EOF
         ln -sf /dev/null "$r/etc/systemd/system/$unit"
     done
 
-    # --- each instance its own identity; no build leftovers -------------------
+    deb_clean "$r"
+}
+
+# deb_clean ROOT: each instance its own identity; no build leftovers.
+deb_clean() {
+    local r="$1"
     : >"$r/etc/machine-id"
     rm -f "$r/var/lib/dbus/machine-id" "$r"/etc/ssh/ssh_host_*
     rm -rf "$r/var/lib/cloud"/*
-    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io" "$r/tmp/stage2.sh"
+    rm -f "$r/usr/sbin/policy-rc.d" "$r/etc/dpkg/dpkg.cfg.d/99benchscale-build-unsafe-io" "$r"/tmp/stage2*.sh
     # resolvconf makes /etc/resolv.conf a link into /run (never write through
     # it: the link is relative, but a build on another resolvconf might not be).
     rm -f "$r/etc/resolv.conf" "$r/etc/resolvconf/resolv.conf.d/original"
@@ -686,24 +710,52 @@ EOF
     rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/lintian/*
     find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
     find "$r/var/log" -type f -exec truncate -s 0 {} +
+}
 
-    cp "$r/boot/vmlinuz-$kver" "$WORK/out/$DEB.vmlinuz"
-    cp "$r/boot/initrd.img-$kver" "$WORK/out/$DEB.initrd"
+# debian_disk DIR NAME SIZE: DIR/root (one kernel in /boot) becomes
+# $WORK/out/NAME.qcow2 (ext4 of SIZE on the whole disk, label bs-root),
+# NAME.vmlinuz and NAME.initrd; DIR/root is removed. Sets DISK_KVER.
+debian_disk() {
+    local w="$1" name="$2" size="$3"
+    local r="$w/root" kver
+    kver="$(ls "$r/lib/modules")"
+    [ "$(echo "$kver" | wc -l)" = 1 ] || die "more than one kernel in the image: $kver"
+    [ -f "$r/boot/vmlinuz-$kver" ] && [ -f "$r/boot/initrd.img-$kver" ] || die "no kernel/initramfs in /boot"
+    DISK_KVER="$kver"
+    cp "$r/boot/vmlinuz-$kver" "$WORK/out/$name.vmlinuz"
+    cp "$r/boot/initrd.img-$kver" "$WORK/out/$name.initrd"
 
-    # --- disk image -----------------------------------------------------------
-    log "$DEB: root file system is $(du -sm "$r" | cut -f1) MiB; making the 2 GiB ext4 disk"
-    t1=$SECONDS
-    truncate -s 2G "$w/disk.raw"
+    log "$name: root file system is $(du -sm "$r" | cut -f1) MiB; making the $size ext4 disk"
+    local t1=$SECONDS
+    truncate -s "$size" "$w/disk.raw"
     mkfs.ext4 -q -F -L bs-root -E lazy_itable_init=0,lazy_journal_init=0 -d "$r" "$w/disk.raw"
     local t2=$SECONDS
-    qemu-img convert -f raw -O qcow2 "$w/disk.raw" "$WORK/out/$DEB.qcow2"
-    log "$DEB: mkfs.ext4 -d took $((t2 - t1)) s, qemu-img convert $((SECONDS - t2)) s"
+    qemu-img convert -f raw -O qcow2 "$w/disk.raw" "$WORK/out/$name.qcow2"
+    log "$name: mkfs.ext4 -d took $((t2 - t1)) s, qemu-img convert $((SECONDS - t2)) s"
     rm -rf "$r" "$w/disk.raw"
-
-    install_outputs "$DEB" "$DEB_HASH" "kernel=$kver $KERNEL_META=$kpkg_ver suite=$SUITE mirror=$MIRROR" \
-        "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"
-    log "$DEB built in $((SECONDS - t0)) s (kernel $kver)"
 }
+
+build_debian() {
+    local t0=$SECONDS w="$WORK/debian"
+    debian_rootfs "$w"
+    local kpkg_ver
+    kpkg_ver="$(chroot "$w/root" dpkg-query -W -f='${Version}' "$KERNEL_META")"
+    # The desktop image starts from the same root file system.
+    if [ "$want_desk" = 1 ]; then
+        mkdir -p "$WORK/desktop"
+        cp -a "$w/root" "$WORK/desktop/root"
+    fi
+    debian_disk "$w" "$DEB" 2G
+    install_outputs "$DEB" "$DEB_HASH" "kernel=$DISK_KVER $KERNEL_META=$kpkg_ver suite=$SUITE mirror=$MIRROR" \
+        "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"
+    log "$DEB built in $((SECONDS - t0)) s (kernel $DISK_KVER)"
+}
+
+# ============================================================================
+# desktop guest
+# ============================================================================
+# shellcheck source=build-vm-images-desktop.sh
+. "$(dirname "${BASH_SOURCE[0]}")/build-vm-images-desktop.sh"
 
 # ============================================================================
 # cache keys
@@ -729,10 +781,19 @@ compute_keys() {
         printf '%s\n' "$KERNEL_META=$KVER_CANDIDATE" "busybox-static=$busybox_ver"
         sha256sum </bin/busybox
     } | sha256sum | cut -c1-16)"
-    DEB_HASH="$( {
-        declare -f build_debian write_deb_stage2 install_outputs
+    local deb_code
+    deb_code="$(
+        declare -f write_deb_stage2 run_in_chroot deb_chroot_prepare debian_rootfs deb_clean debian_disk \
+            install_outputs
         declare -p DEB_PACKAGES DEB_INITRAMFS_MODULES
         printf '%s\n' "$KERNEL_META=$KVER_CANDIDATE" "suite=$SUITE"
+    )"
+    DEB_HASH="$( { declare -f build_debian; echo "$deb_code"; } | sha256sum | cut -c1-16)"
+    DESK_HASH="$( {
+        echo "$deb_code"
+        declare -f build_desktop write_desk_stage2 write_desk_files
+        declare -p DESK_PACKAGES DESK_KEY_PACKAGES DESK_INITRAMFS_MODULES DESK_MODULES_EXCLUDED
+        apt-cache policy "${DESK_KEY_PACKAGES[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'
     } | sha256sum | cut -c1-16)"
 }
 
@@ -745,22 +806,29 @@ up_to_date() {
     for f in "$@"; do [ -s "$BASE/$f" ] || return 1; done
 }
 
-# Sets want_tiny / want_deb; quiet=1 for the first pass.
+# Sets want_tiny / want_deb / want_desk; quiet=1 for the first pass.
 decide() {
     local quiet="$1"
-    want_tiny=0; want_deb=0
-    if [ "$only" != debian ]; then
+    want_tiny=0; want_deb=0; want_desk=0
+    if [ "$only" = all ] || [ "$only" = tiny ]; then
         if up_to_date "$TINY" "$TINY_HASH" "$TINY.vmlinuz" "$TINY.initrd" "$TINY.qcow2"; then
             [ "$quiet" = 1 ] || log "$TINY is up to date (hash $TINY_HASH)"
         else
             want_tiny=1
         fi
     fi
-    if [ "$only" != tiny ]; then
+    if [ "$only" = all ] || [ "$only" = debian ]; then
         if up_to_date "$DEB" "$DEB_HASH" "$DEB.qcow2" "$DEB.vmlinuz" "$DEB.initrd"; then
             [ "$quiet" = 1 ] || log "$DEB is up to date (hash $DEB_HASH)"
         else
             want_deb=1
+        fi
+    fi
+    if [ "$only" = all ] || [ "$only" = desktop ]; then
+        if up_to_date "$DESK" "$DESK_HASH" "$DESK.qcow2" "$DESK.vmlinuz" "$DESK.initrd"; then
+            [ "$quiet" = 1 ] || log "$DESK is up to date (hash $DESK_HASH)"
+        else
+            want_desk=1
         fi
     fi
 }
@@ -770,14 +838,14 @@ compute_keys
 decide 1
 # Something to build: first bring apt's lists up to date (a cached run never
 # touches the network), so that the versions hashed are the ones downloaded.
-if { [ "$want_tiny" = 1 ] || [ "$want_deb" = 1 ]; } && [ "$apt_updated" = 0 ]; then
+if { [ "$want_tiny" = 1 ] || [ "$want_deb" = 1 ] || [ "$want_desk" = 1 ]; } && [ "$apt_updated" = 0 ]; then
     log "apt-get update"
     apt-get update -qq || log "WARNING: apt-get update failed, going on with apt's current lists"
     apt_updated=1
     compute_keys
 fi
 decide 0
-if [ "$want_tiny" = 0 ] && [ "$want_deb" = 0 ]; then
+if [ "$want_tiny" = 0 ] && [ "$want_deb" = 0 ] && [ "$want_desk" = 0 ]; then
     exit 0
 fi
 find_mirrors
@@ -798,4 +866,5 @@ mkdir -p "$WORK/out"
 
 if [ "$want_tiny" = 1 ]; then build_tiny; fi
 if [ "$want_deb" = 1 ]; then build_debian; fi
+if [ "$want_desk" = 1 ]; then build_desktop; fi
 log "done: $(cd "$BASE" && ls benchscale-* 2>/dev/null | tr '\n' ' ')"
