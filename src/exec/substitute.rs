@@ -42,6 +42,24 @@ impl Values {
     /// A reference whose value is not known (validation makes this rare: an
     /// output whose step did not run, an address the backend did not give).
     pub fn substitute(&self, text: &str) -> Result<String, String> {
+        self.substitute_with(text, str::to_string)
+    }
+
+    /// [`Values::substitute`] for a regex: each value is matched literally
+    /// (a token with a `.` matches only a `.`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Values::substitute`].
+    pub fn substitute_regex(&self, text: &str) -> Result<String, String> {
+        self.substitute_with(text, regex::escape)
+    }
+
+    fn substitute_with(
+        &self,
+        text: &str,
+        value_as: impl Fn(&str) -> String,
+    ) -> Result<String, String> {
         if !text.contains("${{") {
             return Ok(text.to_string());
         }
@@ -49,7 +67,7 @@ impl Values {
         for part in template::parse(text)? {
             match part {
                 Part::Text(t) => out.push_str(&t),
-                Part::Ref(Reference::LabName) => out.push_str(&self.lab),
+                Part::Ref(Reference::LabName) => out.push_str(&value_as(&self.lab)),
                 Part::Ref(Reference::Output { node, output }) => {
                     let value = self
                         .outputs
@@ -58,14 +76,14 @@ impl Values {
                         .ok_or_else(|| {
                             format!("output `{output}` of node `{node}` is not known")
                         })?;
-                    out.push_str(value);
+                    out.push_str(&value_as(value));
                 }
                 Part::Ref(Reference::TestOutput { name }) => {
                     let value = self
                         .test_outputs
                         .get(&name)
                         .ok_or_else(|| format!("test output `{name}` is not known"))?;
-                    out.push_str(value);
+                    out.push_str(&value_as(value));
                 }
                 Part::Ref(Reference::Ip { node, network }) => {
                     let ip = self
@@ -75,7 +93,7 @@ impl Values {
                         .ok_or_else(|| {
                             format!("address of node `{node}` on `{network}` is not known")
                         })?;
-                    out.push_str(&ip.to_string());
+                    out.push_str(&value_as(&ip.to_string()));
                 }
             }
         }
@@ -121,6 +139,24 @@ mod tests {
             v.argv(&Command::Shell("echo ${{ nodes.a.outputs.id }}".into()))
                 .unwrap(),
             ["sh", "-c", "echo 42"]
+        );
+    }
+
+    #[test]
+    fn a_regex_gets_values_matched_literally() {
+        let mut v = Values::default();
+        v.outputs.insert(
+            "a".into(),
+            [("t".to_string(), "1.5 (x)".to_string())].into(),
+        );
+        let regex = v
+            .substitute_regex("^token ${{ nodes.a.outputs.t }}$")
+            .unwrap();
+        let re = regex::Regex::new(&regex).unwrap();
+        assert!(re.is_match("token 1.5 (x)"));
+        assert!(
+            !re.is_match("token 1x5 (x)"),
+            "the dot matched any character"
         );
     }
 }

@@ -114,6 +114,12 @@ impl<B: Backend> Lab<'_, B> {
     }
 
     async fn try_step(&mut self, step: &TestStep) -> Result<Attempt, String> {
+        // The expectation with its references' values, matched literally.
+        let expected = self.expect_now(&step.expect)?;
+        let step = &TestStep {
+            expect: expected,
+            ..step.clone()
+        };
         match &step.action {
             TestAction::Exec {
                 node,
@@ -231,6 +237,33 @@ impl<B: Backend> Lab<'_, B> {
                 )))
             }
         }
+    }
+
+    /// `expect` with every `${{ ... }}` in its regexes replaced by its
+    /// value, escaped.
+    fn expect_now(&self, expect: &Expect) -> Result<Expect, String> {
+        let sub = |r: &Option<String>| -> Result<Option<String>, String> {
+            r.as_deref()
+                .map(|r| self.values.substitute_regex(r))
+                .transpose()
+        };
+        Ok(match expect {
+            Expect::Exit {
+                code,
+                stdout,
+                stderr,
+            } => Expect::Exit {
+                code: *code,
+                stdout: sub(stdout)?,
+                stderr: sub(stderr)?,
+            },
+            Expect::Http { status, body } => Expect::Http {
+                status: *status,
+                body: sub(body)?,
+            },
+            Expect::Text(r) => Expect::Text(self.values.substitute_regex(r)?),
+            other => other.clone(),
+        })
     }
 
     /// Starts `argv` in its own process group and goes on; the group is

@@ -13,6 +13,7 @@ use crate::topology::model::{NodeKind, NodeSpec};
 use crate::topology::raw::{
     RawExpect, RawExpectMap, RawProtocol, RawReachable, RawRun, RawTestStep, RawWaitFor,
 };
+use crate::topology::template::{self, Part};
 
 impl Lab<'_> {
     pub(super) fn action(
@@ -259,6 +260,7 @@ impl Lab<'_> {
         raw: Option<&RawExpect>,
         key: &str,
         at: &str,
+        (index, captured): (usize, &HashMap<String, usize>),
         ctx: &mut Ctx<'_>,
     ) -> Option<Expect> {
         let unfit = |ctx: &mut Ctx<'_>, what: &str, fits: &str| {
@@ -296,9 +298,31 @@ impl Lab<'_> {
             (_, Some(RawExpect::Map(m))) => m.clone(),
             (_, None) => RawExpectMap::default(),
         };
+        // A regex may hold `${{ ... }}` references: checked as anywhere
+        // else, and the regex with each one standing for a plain word (the
+        // values are matched literally when the step runs).
         let regex = |ctx: &mut Ctx<'_>, k: &str, v: &Option<String>| -> bool {
-            match v.as_deref().map(regex::Regex::new) {
-                Some(Err(e)) => {
+            let Some(text) = v.as_deref() else {
+                return true;
+            };
+            if text.contains("${{") {
+                if !self.references(text, &format!("{at}/{k}"), index, captured, ctx) {
+                    return false;
+                }
+            }
+            // A reference that does not parse was reported just above.
+            let Ok(parts) = template::parse(text) else {
+                return false;
+            };
+            let plain: String = parts
+                .into_iter()
+                .map(|p| match p {
+                    Part::Text(t) => t,
+                    Part::Ref(_) => "x".to_string(),
+                })
+                .collect();
+            match regex::Regex::new(&plain) {
+                Err(e) => {
                     ctx.at_value(
                         &format!("{at}/{k}"),
                         Diagnostic::new(

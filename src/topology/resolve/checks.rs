@@ -148,7 +148,13 @@ impl Lab<'_> {
             return None;
         }
         let action = self.action(raw, key, at, index, captured, ctx)?;
-        let expect = self.expect(raw.expect.as_ref(), key, &field("expect"), ctx)?;
+        let expect = self.expect(
+            raw.expect.as_ref(),
+            key,
+            &field("expect"),
+            (index, &*captured),
+            ctx,
+        )?;
         let within = raw
             .within
             .as_ref()
