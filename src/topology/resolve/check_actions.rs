@@ -305,10 +305,10 @@ impl Lab<'_> {
             let Some(text) = v.as_deref() else {
                 return true;
             };
-            if text.contains("${{") {
-                if !self.references(text, &format!("{at}/{k}"), index, captured, ctx) {
-                    return false;
-                }
+            if text.contains("${{")
+                && !self.references(text, &format!("{at}/{k}"), index, captured, ctx)
+            {
+                return false;
             }
             // A reference that does not parse was reported just above.
             let Ok(parts) = template::parse(text) else {
