@@ -61,6 +61,17 @@ fn in_guest(lab: &VmLab, from: &str, script: &str) -> String {
     run.stdout.replace('\r', "")
 }
 
+/// The value that follows the first `start` (an XML attribute's opening,
+/// up to its quote) in libvirt's XML.
+#[track_caller]
+fn quoted_after(xml: &str, start: &str) -> String {
+    xml.split(start)
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no {start} in {xml}"))
+        .to_string()
+}
+
 /// A node's address on a network, from `status`.
 fn address(lab: &VmLab, node: &str, network: &str) -> String {
     lab.node_status(node)["addresses"][network]
@@ -141,12 +152,7 @@ fn containers_and_a_vm_share_a_routed_network() {
     // So is the VM taken off the network by hand.
     let domain = lab.real("desk");
     let xml = virsh_ok(&["dumpxml", &domain]);
-    let mac = xml
-        .split("<mac address='")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .expect("the VM's MAC address")
-        .to_string();
+    let mac = quoted_after(&xml, "<mac address='");
     virsh_ok(&[
         "detach-interface",
         &domain,
@@ -164,12 +170,7 @@ fn containers_and_a_vm_share_a_routed_network() {
 
     // Destroy takes both halves and the bridge.
     let xml = virsh_ok(&["net-dumpxml", &network]);
-    let bridge = xml
-        .split("<bridge name='")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .expect("the network's bridge")
-        .to_string();
+    let bridge = quoted_after(&xml, "<bridge name='");
     lab.run(&["destroy", &lab.file_arg()])
         .expect_code(0, "destroy");
     let docker_left = docker(&["network", "inspect", &network]);
