@@ -19,7 +19,7 @@
 //! - `guest.rs`: keys, the cloud-init seed, SSH for exec and copy, the
 //!   console log;
 //! - `error.rs`: how `virt` errors become [`BackendError`]s;
-//! - `xml.rs`: domain and network XML, built and read back;
+//! - `xml/`: domain and network XML, built and read back;
 //! - `disks.rs`: where overlays, seeds and logs go;
 //! - `host.rs`: the machine libvirtd runs on, local or over SSH;
 //! - `kvm.rs`: whether domains can use KVM; `uri.rs`: where a URI points;
