@@ -7,8 +7,9 @@
 pub const BEGIN: &str = "<!-- conditions:begin -->";
 pub const END: &str = "<!-- conditions:end -->";
 
-/// The names of the blocks: the conditions and the test runner benchmarks'.
-pub const NAMES: [&str; 2] = ["conditions", "testrun"];
+/// The names of the blocks: the conditions, test runner and shared-network
+/// benchmarks'.
+pub const NAMES: [&str; 3] = ["conditions", "testrun", "shared"];
 
 fn markers(name: &str) -> (String, String) {
     (
