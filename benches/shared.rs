@@ -18,9 +18,8 @@
 //! `<!-- shared:end -->` of `BENCHMARKS.md` (appended when missing).
 //! `BENCH_RUNS=3` sets the runs (median), `BENCH_OUT=DIR` where the file is.
 //! Labs `bench-shared-one` and `bench-shared-two` (10.252.0.0/24 and
-//! 10.253.0.0/24), destroyed before and after. The VM is started, not
-//! waited for (no health condition), so that both labs time the engine's
-//! work and not the guest's boot.
+//! 10.253.0.0/24), destroyed before and after. The VM's apply waits for
+//! its boot (the default console condition), the same in both labs.
 //!
 //! Run without `--bench` (as `cargo test --benches` does), it only checks
 //! itself, touching no daemon.
@@ -48,7 +47,7 @@ fn topology(shared: bool) -> String {
         ));
     }
     nodes.push_str(&format!(
-        "  desk:\n    kind: vm\n    image: benchscale-tiny.qcow2\n    boot:\n      kernel: benchscale-tiny.vmlinuz\n      initrd: benchscale-tiny.initrd\n      cmdline: \"console=ttyS0 console=tty0\"\n    memory_mib: 256\n    display: true\n    networks: [{vm_net}]\n"
+        "  desk:\n    kind: vm\n    image: benchscale-tiny.qcow2\n    boot:\n      kernel: benchscale-tiny.vmlinuz\n      initrd: benchscale-tiny.initrd\n      cmdline: \"console=tty0 console=ttyS0\"\n    memory_mib: 256\n    display: true\n    networks: [{vm_net}]\n"
     ));
     let vms = if shared {
         String::new()
@@ -178,7 +177,7 @@ fn block(f: &Figures, runs: usize) -> String {
     .trim()
     .to_string();
     format!(
-        "<!-- shared:begin -->\n## Shared networks and screenshots\n\nWritten by the shared-network benchmark (`benches/shared.rs`) on {date}, medians of {runs} runs; each run replaces this section only. Reproduce: `cargo bench --bench shared`.\n\n10 busybox containers and one tiny VM with `display: true`, on one shared network, against the same nodes on a Docker network and a libvirt network of their own (the VM started, not waited for).\n\n| target | measured | result |\n|---|---|---|\n{}{}{}<!-- shared:end -->\n",
+        "<!-- shared:begin -->\n## Shared networks and screenshots\n\nWritten by the shared-network benchmark (`benches/shared.rs`) on {date}, medians of {runs} runs; each run replaces this section only. Reproduce: `cargo bench --bench shared`.\n\n10 busybox containers and one tiny VM with `display: true`, on one shared network, against the same nodes on a Docker network and a libvirt network of their own (the VM's boot waited for, as by default).\n\n| target | measured | result |\n|---|---|---|\n{}{}{}<!-- shared:end -->\n",
         row(
             "cold apply of the shared lab",
             f.cold,
