@@ -42,6 +42,14 @@ fn daemon_of_id(id: &str) -> Daemon {
     }
 }
 
+/// A daemon that answered a call meant for another (never, by `pick`).
+fn missing(daemon: Daemon) -> BackendError {
+    BackendError::NotConnected {
+        daemon,
+        why: "not connected".into(),
+    }
+}
+
 /// The daemon that runs nodes (and networks) of `kind`.
 fn daemon_of_kind(kind: NodeKind) -> Daemon {
     match kind {
@@ -70,18 +78,11 @@ impl Router {
         })
     }
 
-    fn missing(&self, daemon: Daemon) -> BackendError {
-        BackendError::NotConnected {
-            daemon,
-            why: "not connected".into(),
-        }
-    }
-
     /// Docker, for calls that need it whatever the id.
     fn docker(&self) -> Result<&DockerBackend, BackendError> {
         match self.pick(Daemon::Docker)? {
             Picked::Docker(d) => Ok(d),
-            Picked::Libvirt(_) => Err(self.missing(Daemon::Docker)),
+            Picked::Libvirt(_) => Err(missing(Daemon::Docker)),
         }
     }
 
@@ -89,7 +90,7 @@ impl Router {
     fn libvirt(&self) -> Result<&LibvirtBackend, BackendError> {
         match self.pick(Daemon::Libvirt)? {
             Picked::Libvirt(l) => Ok(l),
-            Picked::Docker(_) => Err(self.missing(Daemon::Libvirt)),
+            Picked::Docker(_) => Err(missing(Daemon::Libvirt)),
         }
     }
 

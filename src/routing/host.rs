@@ -78,6 +78,31 @@ fn jumps(table: &str, from: &str, chain: &str) -> usize {
         .count()
 }
 
+/// The rules of `chain` in `iptables -S` output, as printed.
+fn rules_of<'a>(table: &'a str, chain: &str) -> Vec<&'a str> {
+    let start = format!("-A {chain} ");
+    table.lines().filter(|l| l.starts_with(&start)).collect()
+}
+
+/// Inserts (`-I`) or deletes (`-D`) the marked rule of `hook` that jumps
+/// to the lab's chain.
+async fn jump(op: &str, hook: &Hook, lab: &str, chain: &str) -> Result<String, String> {
+    let mark = format!("benchscale lab={lab}");
+    iptables(&[
+        "-t",
+        hook.table,
+        op,
+        hook.from,
+        "-m",
+        "comment",
+        "--comment",
+        &mark,
+        "-j",
+        chain,
+    ])
+    .await
+}
+
 /// The rules a routed network's bridge gets in each table.
 fn wanted(hook: &Hook, bridges: &[String], chain: &str) -> Vec<String> {
     bridges
@@ -115,25 +140,9 @@ async fn isolate_in(hook: &Hook, lab: &str, bridges: &[String]) -> Result<(), St
         iptables(&["-t", t, "-N", &chain]).await?;
     }
     if jumps(&table, hook.from, &chain) == 0 {
-        let mark = format!("benchscale lab={lab}");
-        iptables(&[
-            "-t",
-            t,
-            "-I",
-            hook.from,
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            &chain,
-        ])
-        .await?;
+        jump("-I", hook, lab, &chain).await?;
     }
-    let have: Vec<&str> = table
-        .lines()
-        .filter(|l| l.starts_with(&format!("-A {chain} ")))
-        .collect();
+    let have = rules_of(&table, &chain);
     let want = wanted(hook, bridges, &chain);
     if have != want.iter().map(String::as_str).collect::<Vec<_>>() {
         iptables(&["-t", t, "-F", &chain]).await?;
@@ -157,10 +166,7 @@ pub async fn check(lab: &str, bridges: &[String]) -> Result<Option<String>, Stri
     let mut problems = Vec::new();
     for hook in [FILTER, NAT] {
         let table = iptables(&["-t", hook.table, "-S"]).await?;
-        let have: Vec<&str> = table
-            .lines()
-            .filter(|l| l.starts_with(&format!("-A {chain} ")))
-            .collect();
+        let have = rules_of(&table, &chain);
         let want = wanted(&hook, bridges, &chain);
         if bridges.is_empty() {
             if has_chain(&table, &chain) {
@@ -228,21 +234,8 @@ async fn remove_in(hook: &Hook, lab: &str) -> Result<(), String> {
     if !has_chain(&table, &chain) {
         return Ok(());
     }
-    let mark = format!("benchscale lab={lab}");
     for _ in 0..jumps(&table, hook.from, &chain) {
-        iptables(&[
-            "-t",
-            t,
-            "-D",
-            hook.from,
-            "-m",
-            "comment",
-            "--comment",
-            &mark,
-            "-j",
-            &chain,
-        ])
-        .await?;
+        jump("-D", hook, lab, &chain).await?;
     }
     iptables(&["-t", t, "-F", &chain]).await?;
     iptables(&["-t", t, "-X", &chain]).await?;
