@@ -26,10 +26,14 @@
 
 #[path = "conditions/block.rs"]
 mod block;
+// Each benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "support/cli.rs"]
+mod cli;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+
+use cli::{Tools, median};
 
 const ONE: &str = "bench-shared-one";
 const TWO: &str = "bench-shared-two";
@@ -57,48 +61,6 @@ fn topology(shared: bool) -> String {
     format!(
         "name: {name}\ndefaults:\n  container:\n    image: benchscale/busybox:latest\n    command: [\"sleep\", \"3600\"]\nnetworks:\n  lan: {{ subnet: 10.{octet}.0.0/24 }}\n{vms}nodes:\n{nodes}"
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-struct Tools {
-    bin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Tools {
-    fn benchscale(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("BENCHSCALE_STATE_DIR", self.dir.join("state"))
-            .env("BENCHSCALE_CONFIG", self.dir.join("config.toml"));
-        cmd
-    }
-
-    /// Runs a command that must succeed; its wall time in seconds.
-    fn timed(&self, mut cmd: Command, what: &str) -> Result<f64, String> {
-        let start = Instant::now();
-        let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-        let took = start.elapsed().as_secs_f64();
-        if !out.status.success() {
-            return Err(format!(
-                "{what} failed:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(took)
-    }
-
-    fn destroy(&self) {
-        for lab in [ONE, TWO] {
-            let _ = self.benchscale(&["destroy", "--lab", lab]).output();
-        }
-    }
 }
 
 /// Cold and no-change applies of one lab file: medians in seconds.
@@ -167,15 +129,7 @@ fn block(f: &Figures, runs: usize) -> String {
             pass(a / b < limit)
         )
     };
-    let date = String::from_utf8_lossy(
-        &Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .trim()
-    .to_string();
+    let date = cli::utc_now();
     format!(
         "<!-- shared:begin -->\n## Shared networks and screenshots\n\nWritten by the shared-network benchmark (`benches/shared.rs`) on {date}, medians of {runs} runs; each run replaces this section only. Reproduce: `cargo bench --bench shared`.\n\n10 busybox containers and one tiny VM with `display: true`, on one shared network, against the same nodes on a Docker network and a libvirt network of their own (the VM's boot waited for, as by default).\n\n| target | measured | result |\n|---|---|---|\n{}{}{}<!-- shared:end -->\n",
         row(
@@ -202,36 +156,21 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let runs = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("BENCH_OUT").map_or(root, PathBuf::from);
+    let runs = cli::runs();
     let dir = tempfile::tempdir().expect("scratch folder");
-    let tools = Tools {
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_benchscale")),
-        dir: dir.path().to_path_buf(),
-    };
-    tools.destroy();
+    let tools = Tools::new(dir.path());
+    tools.destroy(&[ONE, TWO]);
     let result = measure(&tools, runs);
-    tools.destroy();
+    tools.destroy(&[ONE, TWO]);
     match result {
         Ok(figures) => {
             let block = block(&figures, runs);
             eprintln!("{block}");
-            write(&out.join("BENCHMARKS.md"), &block);
+            cli::write_block("shared", &block);
         }
         Err(e) => {
             eprintln!("shared-bench: {e}");
             std::process::exit(1);
         }
-    }
-}
-
-fn write(md: &Path, block: &str) {
-    let old = std::fs::read_to_string(md).unwrap_or_default();
-    if let Err(e) = std::fs::write(md, block::replace_named(&old, "shared", block)) {
-        eprintln!("shared-bench: {}: {e}", md.display());
     }
 }

@@ -28,10 +28,14 @@
 
 #[path = "conditions/block.rs"]
 mod block;
+// Each benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "support/cli.rs"]
+mod cli;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
+
+use cli::{Tools, median};
 
 const LAB: &str = "bench-testrun";
 
@@ -49,40 +53,6 @@ fn topology() -> String {
     format!(
         "name: {LAB}\ndefaults:\n  container:\n    image: benchscale/busybox:latest\n    command: [\"sleep\", \"3600\"]\nnetworks:\n  lan: {{ subnet: 10.251.0.0/24 }}\nnodes:\n{nodes}tests:\n  - name: twenty-execs\n    steps:\n{steps}  - name: kill-one\n    steps:\n      - kill: n3\n"
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-struct Tools {
-    bin: PathBuf,
-    dir: PathBuf,
-}
-
-impl Tools {
-    fn benchscale(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("BENCHSCALE_STATE_DIR", self.dir.join("state"))
-            .env("BENCHSCALE_CONFIG", self.dir.join("config.toml"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Result<(std::process::Output, f64), String> {
-        let start = Instant::now();
-        let out = self
-            .benchscale(args)
-            .output()
-            .map_err(|e| format!("benchscale {}: {e}", args.join(" ")))?;
-        Ok((out, start.elapsed().as_secs_f64()))
-    }
-
-    fn destroy(&self) {
-        let _ = self.benchscale(&["destroy", "--lab", LAB]).output();
-    }
 }
 
 /// One `test` run of `name`: the report's test entry and the command's
@@ -124,10 +94,7 @@ async fn floor_start(docker: &bollard::Docker, name: &str) -> Result<f64, String
 fn measure(tools: &Tools, runs: usize) -> Result<String, String> {
     std::fs::write(tools.dir.join("lab.yaml"), topology()).map_err(|e| e.to_string())?;
     std::fs::write(tools.dir.join("config.toml"), "").map_err(|e| e.to_string())?;
-    let (out, _) = tools.run(&["apply", "lab.yaml"])?;
-    if !out.status.success() {
-        return Err(format!("apply: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    tools.timed(tools.benchscale(&["apply", "lab.yaml"]), "apply")?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let docker = bollard::Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
     let (mut inside, mut whole, mut restore, mut floor) = (vec![], vec![], vec![], vec![]);
@@ -152,15 +119,7 @@ fn measure(tools: &Tools, runs: usize) -> Result<String, String> {
         median(floor),
     );
     let pass = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    let date = String::from_utf8_lossy(
-        &Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .trim()
-    .to_string();
+    let date = cli::utc_now();
     Ok(format!(
         "<!-- testrun:begin -->\n## The test runner\n\nWritten by the test-runner benchmark (`benches/testrun.rs`) on {date}, medians of {runs} runs; each run replaces this section only. Reproduce: `cargo bench --bench testrun`.\n\nA lab of 10 busybox containers; a test of 20 `exec` steps (`true`) on one of them, and a test that kills one.\n\n| target | measured | result |\n|---|---|---|\n| the runner's overhead around a 20-step exec test < 10 % of the steps' own time | {:.1} % inside the test; {:.0} % for the whole `benchscale test` command (process start, loading, planning) | {} |\n| returning the lab to the file after one `kill` < 1.5x starting that container | {:.2} s against {:.2} s: {:.2}x | {} |\n<!-- testrun:end -->\n",
         inside * 100.0,
@@ -180,35 +139,20 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let runs = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::var_os("BENCH_OUT").map_or(root, PathBuf::from);
+    let runs = cli::runs();
     let dir = tempfile::tempdir().expect("scratch folder");
-    let tools = Tools {
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_benchscale")),
-        dir: dir.path().to_path_buf(),
-    };
-    tools.destroy();
+    let tools = Tools::new(dir.path());
+    tools.destroy(&[LAB]);
     let result = measure(&tools, runs);
-    tools.destroy();
+    tools.destroy(&[LAB]);
     match result {
         Ok(block) => {
             eprintln!("{block}");
-            write(&out.join("BENCHMARKS.md"), &block);
+            cli::write_block("testrun", &block);
         }
         Err(e) => {
             eprintln!("testrun-bench: {e}");
             std::process::exit(1);
         }
-    }
-}
-
-fn write(md: &Path, block: &str) {
-    let old = std::fs::read_to_string(md).unwrap_or_default();
-    if let Err(e) = std::fs::write(md, block::replace_named(&old, "testrun", block)) {
-        eprintln!("testrun-bench: {}: {e}", md.display());
     }
 }
