@@ -372,8 +372,12 @@ impl<B: Backend> Engine<B> {
                 .push(format!("removing stale network conditions: {e}"));
         }
         // Routed networks closed to the host's forwarding, both ways (see
-        // `routing::host`); checked, and only changed when it differs.
-        if crate::routing::declared(&topology) && !outcome.interrupted {
+        // `routing::host`). The observation before the plan already read
+        // the rules when every network existed: with no network changed
+        // and nothing found different, there is nothing to do.
+        let rules_checked =
+            plan.host_rules.is_none() && plan.networks.iter().all(|c| c.action == Action::NoChange);
+        if crate::routing::declared(&topology) && !outcome.interrupted && !rules_checked {
             let bridges =
                 crate::routing::host::bridges(&topology, |n| outcome.networks.get(n).cloned());
             if let Err(e) = crate::routing::host::isolate(&lab, &bridges).await {
