@@ -131,17 +131,24 @@ fn udp_in(lab: &TestLab, node: &str, port: u16) -> UdpSocket {
 /// [`WAIT`].
 fn receive(socket: &UdpSocket) -> Option<(String, SocketAddr)> {
     let mut buf = [0u8; 64];
-    match socket.recv_from(&mut buf) {
-        Ok((n, from)) => Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                return Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+            }
+            // A receive timeout makes recv non-restartable: a signal to the
+            // test process (a child's exit) ends it with EINTR. Wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(e) => panic!("recv: {e}"),
         }
-        Err(e) => panic!("recv: {e}"),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::topology::checks::Protocol;
 
@@ -62,7 +62,7 @@ pub fn reach(ip: Ipv4Addr, port: Option<u16>, protocol: Protocol) -> Result<Stri
                 .send_to(b"benchscale reach\n", addr)
                 .map_err(|e| format!("udp {addr}: {e}"))?;
             let mut buf = [0u8; 2048];
-            match socket.recv_from(&mut buf) {
+            match recv_within(&socket, &mut buf, Instant::now() + TRY) {
                 Ok((n, from)) => Ok(format!("{n} bytes back from {from}")),
                 Err(e) => Err(format!("udp {addr}: no reply ({e})")),
             }
@@ -79,9 +79,6 @@ fn ping(ip: Ipv4Addr) -> Result<String, String> {
         return Err(format!("icmp socket: {}", std::io::Error::last_os_error()));
     }
     let socket = unsafe { <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    socket
-        .set_read_timeout(Some(TRY))
-        .map_err(|e| e.to_string())?;
     let id = (std::process::id() & 0xffff) as u16;
     let mut packet = [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
     let sum = checksum(&packet);
@@ -89,12 +86,9 @@ fn ping(ip: Ipv4Addr) -> Result<String, String> {
     socket
         .send_to(&packet, SocketAddr::from((ip, 0)))
         .map_err(|e| format!("icmp {ip}: {e}"))?;
-    let deadline = std::time::Instant::now() + TRY;
+    let deadline = Instant::now() + TRY;
     let mut buf = [0u8; 1500];
-    while std::time::Instant::now() < deadline {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else {
-            break;
-        };
+    while let Ok((n, from)) = recv_within(&socket, &mut buf, deadline) {
         // A raw socket gets the IP header too; the echo reply is type 0
         // with our id.
         let header = usize::from(buf[0] & 0x0f) * 4;
@@ -110,6 +104,27 @@ fn ping(ip: Ipv4Addr) -> Result<String, String> {
         "icmp {ip}: no echo reply within {} s",
         TRY.as_secs()
     ))
+}
+
+/// The next datagram on `socket` before `deadline`. A signal to this
+/// process (a child's exit) ends a receive that has a timeout with EINTR,
+/// whatever the handler's flags; that is not the end of the wait.
+fn recv_within(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 fn checksum(data: &[u8]) -> u16 {
@@ -190,5 +205,42 @@ mod tests {
         assert_eq!(checksum(&p), 0);
         assert!(http_get("ftp://x").is_err());
         assert!(http_get("http://name/").unwrap_err().contains("IPv4"));
+    }
+
+    extern "C" fn nothing(_: libc::c_int) {}
+
+    /// A signal during the wait (the handler installed without
+    /// SA_RESTART, as a child's exit would find it) does not end it: the
+    /// datagram sent after the signal is still received.
+    #[test]
+    fn a_signal_during_a_receive_does_not_end_the_wait() {
+        // SAFETY: a handler that does nothing, for a signal no other test
+        // of this process uses.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+                0
+            );
+        }
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = std::thread::spawn(move || {
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let mut buf = [0u8; 16];
+            recv_within(&receiver, &mut buf, Instant::now() + TRY)
+                .map(|(n, _)| buf[..n].to_vec())
+                .map_err(|e| e.to_string())
+        });
+        let thread = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: the thread is alive, blocked in its receive.
+        assert_eq!(unsafe { libc::pthread_kill(thread, libc::SIGUSR2) }, 0);
+        std::thread::sleep(Duration::from_millis(200));
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"late", to).unwrap();
+        assert_eq!(waiting.join().unwrap(), Ok(b"late".to_vec()));
     }
 }
