@@ -3,7 +3,8 @@
 //! outside. A client reaches the relay, which sees the router's outside
 //! address; the outside cannot open a connection in; the homes cannot
 //! reach each other; NAT rules and a default route changed by hand are
-//! shown by `plan` and put back by `apply`.
+//! shown by `plan` and put back by `apply`; the host's chains for the
+//! routed networks go when the file drops its routers, and with `destroy`.
 
 use std::process::Command;
 
@@ -177,6 +178,37 @@ fn two_homes_behind_nat_reach_the_relay_but_not_each_other_and_drift_is_put_back
     lab.apply_ok();
     assert_eq!(lab.plan().code, Some(0), "plan after the repair");
     assert!(nat().contains(&format!("-A {chain} -o ")), "{}", nat());
+
+    // The file drops its routers: their chains go with them, and plan says
+    // so when they are left (here, made again by hand).
+    let cut = LAB.find("  nat-a:").expect("nat-a in the file");
+    let end = LAB.find("  a:\n").expect("a in the file");
+    let without = format!("{}{}", &LAB[..cut], &LAB[end..])
+        .replace(", router: nat-a", "")
+        .replace(", router: nat-b", "");
+    lab.write(&without);
+    lab.apply_ok();
+    assert!(
+        !filter().contains(&chain) && !nat().contains(&chain),
+        "the lab's chains outlived its routers:\n{}\n{}",
+        filter(),
+        nat()
+    );
+    assert_eq!(lab.plan().code, Some(0), "plan without routers");
+    let made = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-N", &chain])
+        .status()
+        .expect("iptables");
+    assert!(made.success());
+    let plan = lab.plan();
+    assert_eq!(plan.code, Some(2), "{}", plan.both());
+    assert!(plan.stdout.contains("left over"), "{}", plan.stdout);
+    lab.apply_ok();
+    assert!(!nat().contains(&chain), "{}", nat());
+    // The routers again, for destroy to find their chains.
+    lab.write(LAB);
+    lab.apply_ok();
+    assert!(filter().contains(&chain), "{}", filter());
 
     let destroy = lab.run(&["destroy", &lab.file_arg()]);
     destroy.expect_code(0, "destroy");

@@ -63,14 +63,26 @@ pub(super) async fn observe<B: Backend>(
 }
 
 /// Fills `observed.routes` for the running nodes the file gives something
-/// to route (forwarding, a default route, NAT); a lab without routers
-/// costs nothing.
+/// to route (forwarding, a default route, NAT), and `observed.host_rules`.
+/// A lab without routers costs one read of the host's rules, and only
+/// when something of it runs: chains left from routers the file dropped.
 pub(super) async fn observe_routes<B: Backend>(
     backend: &B,
     topology: &Topology,
     observed: &mut Observed,
 ) -> Result<(), EngineError> {
     if !crate::routing::declared(topology) {
+        if !observed.nodes.is_empty() || !observed.networks.is_empty() {
+            // Best effort: a lab that never had routers needs no iptables,
+            // and a host where it cannot run has no chains of the lab.
+            observed.host_rules = backend
+                .host_rules(&topology.name, &[])
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!("host rules not read: {e}");
+                    None
+                });
+        }
         return Ok(());
     }
     let addresses = crate::routing::observed_addresses(observed);

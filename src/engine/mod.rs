@@ -377,7 +377,10 @@ impl<B: Backend> Engine<B> {
         // and nothing found different, there is nothing to do.
         let rules_checked =
             plan.host_rules.is_none() && plan.networks.iter().all(|c| c.action == Action::NoChange);
-        if crate::routing::declared(&topology) && !outcome.interrupted && !rules_checked {
+        // A file without routers gets here only to remove chains left by
+        // routers it dropped (empty bridges remove the chains).
+        let rules_wanted = crate::routing::declared(&topology) || plan.host_rules.is_some();
+        if rules_wanted && !outcome.interrupted && !rules_checked {
             let bridges =
                 crate::routing::host::bridges(&topology, |n| outcome.networks.get(n).cloned());
             if let Err(e) = crate::routing::host::isolate(&lab, &bridges).await {

@@ -185,6 +185,12 @@ pub async fn check(lab: &str, bridges: &[String]) -> Result<Option<String>, Stri
             ));
         }
     }
+    if bridges.is_empty() && !problems.is_empty() {
+        return Ok(Some(format!(
+            "no routed network in the file: {}",
+            problems.join("; ")
+        )));
+    }
     Ok((!problems.is_empty()).then(|| problems.join("; ")))
 }
 
