@@ -585,12 +585,20 @@ impl<B: Backend> Engine<B> {
     }
 
     async fn node_id(&self, lab: &str, node: &str) -> Result<String, EngineError> {
+        Ok(self.observed_node(lab, node).await?.id)
+    }
+
+    /// What the backend finds of `node` of `lab`.
+    async fn observed_node(
+        &self,
+        lab: &str,
+        node: &str,
+    ) -> Result<crate::backend::ObservedNode, EngineError> {
         let observed = self.backend.observe(lab).await?;
         observed
             .nodes
             .into_iter()
             .find(|n| n.name == node)
-            .map(|n| n.id)
             .ok_or_else(|| EngineError::NotFound {
                 what: format!("node `{node}` of lab `{lab}`"),
             })

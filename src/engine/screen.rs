@@ -17,14 +17,7 @@ impl<B: Backend> Engine<B> {
     /// [`BackendError::NoScreen`] when it is a container, a VM without a
     /// display or a VM that is not running, each with the fix in its help.
     pub async fn screenshot(&self, lab: &str, node: &str) -> Result<Image, EngineError> {
-        let observed = self.backend.observe(lab).await?;
-        let found = observed
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .ok_or_else(|| EngineError::NotFound {
-                what: format!("node `{node}` of lab `{lab}`"),
-            })?;
+        let found = self.observed_node(lab, node).await?;
         let problem = match (&found.kind, &found.state) {
             (NodeKind::Container, _) => Some(ScreenProblem::NotAVm),
             (NodeKind::Vm, RunState::Running) => None,
