@@ -72,10 +72,7 @@ impl Network {
     /// in the file (and for containers on a shared network). `None`
     /// without DHCP.
     pub fn dhcp_start(&self) -> Option<Ipv4Addr> {
-        let first = u32::from(self.subnet.addr());
-        let last = u32::from(self.subnet.broadcast());
-        self.dhcp
-            .then(|| Ipv4Addr::from(first + (last - first) / 2 + 1))
+        self.dhcp.then(|| self.subnet.upper_half())
     }
 }
 

@@ -1,4 +1,5 @@
-//! IPv4 subnets, small enough to keep rather than pull in a crate.
+//! IPv4 subnets, small enough to keep rather than pull in a crate, and
+//! the stable hash that spreads names over addresses and bridge names.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -11,6 +12,15 @@ use serde::Serialize;
 pub struct Ipv4Net {
     addr: Ipv4Addr,
     prefix: u8,
+}
+
+/// FNV-1a, 64 bits: small, stable across releases and platforms, good
+/// enough to spread names (over MACs, bridge names, addresses); whatever
+/// uses it must still cope with a collision.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Why a CIDR string was refused.
@@ -58,6 +68,15 @@ impl Ipv4Net {
     /// The first address after the network address.
     pub fn first_host(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr).wrapping_add(1))
+    }
+
+    /// The first address of the upper half: where a VM network's DHCP
+    /// range starts, the lower half being left for addresses chosen in the
+    /// file (and for containers on a shared network).
+    pub fn upper_half(&self) -> Ipv4Addr {
+        let first = u32::from(self.addr);
+        let last = u32::from(self.broadcast());
+        Ipv4Addr::from(first + (last - first) / 2 + 1)
     }
 
     /// The netmask, such as 255.255.255.0.
@@ -127,6 +146,18 @@ impl Serialize for Ipv4Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upper_half_and_the_name_hash() {
+        let net: Ipv4Net = "10.1.2.0/24".parse().unwrap();
+        assert_eq!(net.upper_half(), Ipv4Addr::new(10, 1, 2, 128));
+        let small: Ipv4Net = "10.1.2.0/30".parse().unwrap();
+        assert_eq!(small.upper_half(), Ipv4Addr::new(10, 1, 2, 2));
+        // The published FNV-1a test vectors: names keep their MACs,
+        // bridges and addresses from one release to the next.
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+    }
 
     #[test]
     fn parses_and_computes_addresses() {

@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 use super::Ctx;
 use crate::diagnostics::Diagnostic;
 use crate::topology::model::{Network, Node, NodeKind, NodeSpec};
+use crate::topology::net::fnv1a;
 use crate::topology::spans::pointer;
 
 /// Marks the networks that containers and VMs both attach to as shared
@@ -61,7 +62,7 @@ pub(super) fn check_container_addresses(
                     .with_help(format!(
                         "give containers on `{}` an address from {} to {last} other than the gateway {}, or leave `ip` out to get one",
                         net.name,
-                        Ipv4Addr::from(u32::from(net.subnet.addr()) + 1),
+                        net.subnet.first_host(),
                         net.gateway,
                     )),
                     "in the VMs' DHCP range",
@@ -83,7 +84,7 @@ pub(super) fn assign(networks: &mut IndexMap<String, Network>, nodes: &mut Index
             .filter_map(|a| a.ip)
             .collect();
         taken.insert(net.gateway);
-        let first = u32::from(net.subnet.addr()) + 1;
+        let first = u32::from(net.subnet.first_host());
         let end = net
             .dhcp_start()
             .map_or(u32::from(net.subnet.broadcast()), u32::from);
@@ -123,17 +124,10 @@ pub(super) fn assign(networks: &mut IndexMap<String, Network>, nodes: &mut Index
 /// node's name, so that adding a node rarely moves another's address.
 fn free_address(node: &str, first: u32, end: u32, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let size = end.checked_sub(first).filter(|s| *s > 0)?;
-    let start = fnv(node) % u64::from(size);
+    let start = fnv1a(node) % u64::from(size);
     (0..u64::from(size))
         .map(|i| Ipv4Addr::from(first + ((start + i) % u64::from(size)) as u32))
         .find(|ip| !taken.contains(ip))
-}
-
-/// FNV-1a: stable across releases and platforms.
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

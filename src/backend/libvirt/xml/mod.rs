@@ -10,6 +10,8 @@ use std::path::Path;
 
 mod network;
 
+use crate::topology::net::fnv1a;
+
 pub use network::{NetworkXml, dns_host, dns_hosts, network, static_leases};
 
 /// benchscale's XML namespace in libvirt metadata.
@@ -212,7 +214,7 @@ pub fn domain(d: &DomainXml<'_>) -> String {
 /// A stable MAC address for a node's interface on a network, in the range
 /// libvirt uses for guests.
 pub fn mac(lab: &str, node: &str, network: &str) -> String {
-    let h = fnv(&format!("{lab}/{node}/{network}"));
+    let h = fnv1a(&format!("{lab}/{node}/{network}"));
     format!(
         "52:54:00:{:02x}:{:02x}:{:02x}",
         (h >> 16) as u8,
@@ -226,19 +228,8 @@ pub fn mac(lab: &str, node: &str, network: &str) -> String {
 pub fn bridge(lab: &str, network: &str) -> String {
     format!(
         "bs{:010x}",
-        fnv(&format!("{lab}/{network}")) & 0xff_ffff_ffff
+        fnv1a(&format!("{lab}/{network}")) & 0xff_ffff_ffff
     )
-}
-
-/// FNV-1a, 64 bits: small, stable across releases, good enough to spread
-/// names (a collision is caught by libvirt refusing the bridge).
-fn fnv(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// The interfaces of a domain XML: libvirt network name and MAC.

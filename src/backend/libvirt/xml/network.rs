@@ -59,10 +59,8 @@ pub fn network(n: &NetworkXml<'_>) -> String {
         n.subnet.netmask()
     );
     if n.dhcp {
-        let first = u32::from(n.subnet.addr());
-        let last = u32::from(n.subnet.broadcast());
-        let start = Ipv4Addr::from(first + (last - first) / 2 + 1);
-        let end = Ipv4Addr::from(last - 1);
+        let start = n.subnet.upper_half();
+        let end = Ipv4Addr::from(u32::from(n.subnet.broadcast()) - 1);
         out.push_str("    <dhcp>\n");
         let _ = writeln!(out, "      <range start='{start}' end='{end}'/>");
         for (mac, host, ip) in n.hosts {
