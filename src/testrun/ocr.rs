@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
-use crate::screen::Image;
-
 /// The longest a reading may take: tesseract takes about a second for a
-/// text console scaled twice on one core.
+/// screen on one core.
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// What a reading gave, and how long it took.
@@ -24,13 +22,14 @@ pub struct Reading {
     pub took: Duration,
 }
 
-/// Reads the text of `image`.
+/// Reads the text of a screen, given as PNG (see
+/// [`crate::screen::Image::to_png`]).
 ///
 /// # Errors
 ///
 /// The program is missing, fails, or takes longer than a minute; the
 /// message names the fix where there is one.
-pub async fn read(image: &Image) -> Result<Reading, String> {
+pub async fn read(png: &[u8]) -> Result<Reading, String> {
     let started = Instant::now();
     // As it is, with tesseract's automatic page layout. Measured on the
     // tiny guest's 720x400 text console (9x16 glyphs): 97 % of characters
@@ -39,7 +38,6 @@ pub async fn read(image: &Image) -> Result<Reading, String> {
     // splits console lines into columns and so breaks patterns that span
     // them. Automatic layout also suits desktop screens, where a single
     // block does not.
-    let png = image.to_png().map_err(|e| format!("OCR: {e}"))?;
     let mut child = tokio::process::Command::new("tesseract")
         .args(["stdin", "stdout"])
         // Tesseract's OpenMP threads spin against each other on small
@@ -60,7 +58,7 @@ pub async fn read(image: &Image) -> Result<Reading, String> {
         .take()
         .ok_or_else(|| "OCR: no stdin for tesseract".to_string())?;
     let feed = async move {
-        let written = stdin.write_all(&png).await;
+        let written = stdin.write_all(png).await;
         drop(stdin);
         written
     };

@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use super::ocr;
-use super::steps::{Attempt, Lab};
+use super::steps::{Attempt, Lab, expectation};
 use crate::backend::Backend;
 use crate::topology::checks::Expect;
 
@@ -16,7 +16,7 @@ impl<B: Backend> Lab<'_, B> {
     /// the last one stays), then read when `expect` asks for text.
     pub(super) async fn screenshot(&mut self, node: &str, expect: &Expect) -> Attempt {
         let expected = match expect {
-            Expect::Text(regex) => format!("text on the screen matching /{regex}/"),
+            Expect::Text(_) => expectation(expect),
             _ => "a screenshot".into(),
         };
         let id = match self.ids.get(node) {
@@ -27,7 +27,12 @@ impl<B: Backend> Lab<'_, B> {
             Ok(image) => image,
             Err(e) => return Attempt::failed(expected, e.to_string()),
         };
-        let saved = self.save_screen(node, &image);
+        // Encoded once: saved, and read by OCR.
+        let png = match image.to_png() {
+            Ok(png) => png,
+            Err(e) => return Attempt::failed(expected, e.to_string()),
+        };
+        let saved = self.save_screen(node, &png);
         let Expect::Text(regex) = expect else {
             return match saved {
                 Ok(path) => Attempt::done(format!(
@@ -39,7 +44,7 @@ impl<B: Backend> Lab<'_, B> {
             };
         };
         let saved = saved.unwrap_or_else(|why| format!("not saved: {why}"));
-        let reading = match ocr::read(&image).await {
+        let reading = match ocr::read(&png).await {
             Ok(reading) => reading,
             Err(why) => return Attempt::failed(expected, why),
         };
@@ -60,14 +65,14 @@ impl<B: Backend> Lab<'_, B> {
         Attempt::judged(passed, output, expected, seen)
     }
 
-    /// Writes the screen to the test's artifacts folder; where it went.
-    fn save_screen(&self, node: &str, image: &crate::screen::Image) -> Result<String, String> {
+    /// Writes the screen's PNG to the test's artifacts folder; where it
+    /// went.
+    fn save_screen(&self, node: &str, png: &[u8]) -> Result<String, String> {
         let Some(dir) = &self.artifacts else {
             return Err("the test has no artifacts folder".into());
         };
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(format!("step-{:02}-{node}.png", self.step));
-        let png = image.to_png().map_err(|e| e.to_string())?;
         std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path.display().to_string())
     }

@@ -374,7 +374,12 @@ fn shell_quote(s: &str) -> String {
 
 /// What passing a step means, in words.
 pub fn expected_of(step: &TestStep) -> String {
-    match &step.expect {
+    expectation(&step.expect)
+}
+
+/// What `expect` asks for, in words.
+pub(super) fn expectation(expect: &Expect) -> String {
+    match expect {
         Expect::Exit {
             code,
             stdout,
