@@ -2,10 +2,11 @@
 //! rules per routed network in a filter chain of the lab (`BSR-<hash>`),
 //! jumped to from Docker's `DOCKER-USER` with the comment
 //! `benchscale lab=LAB`; and what crosses its bridge is never NAT-ed by
-//! the host (a nat chain of the same name, from `POSTROUTING`). Docker's own isolation between its bridges would
-//! do the same, but it is Docker's state, and rewritten as networks come
-//! and go; these are the lab's, made by every apply and removed by
-//! `destroy` (found by the chain's name, also without local state).
+//! the host (a nat chain of the same name, from `POSTROUTING`). Docker's
+//! own isolation between its bridges would do the same, but it is
+//! Docker's state, and rewritten as networks come and go; these are the
+//! lab's, made by every apply and removed by `destroy` (found by the
+//! chain's name, also without local state).
 //!
 //! Traffic inside the network (bridged, in and out on its bridge) and what
 //! the host itself sends or receives (health probes) are untouched.
@@ -45,12 +46,22 @@ async fn iptables(args: &[&str]) -> Result<String, String> {
 struct Hook {
     table: &'static str,
     from: &'static str,
+    /// The rules of one bridge (`chain`, `bridge`), as `iptables -S`
+    /// prints them back.
+    rules: fn(&str, &str) -> Vec<String>,
 }
 
 /// Forwarding into and out of routed networks, closed.
 const FILTER: Hook = Hook {
     table: "filter",
     from: "DOCKER-USER",
+    rules: |chain, br| {
+        vec![
+            format!("-A {chain} -i {br} ! -o {br} -j DROP"),
+            // `! -i` before `-o`, as printed.
+            format!("-A {chain} ! -i {br} -o {br} -j DROP"),
+        ]
+    },
 };
 /// Bridged packets leaving on a routed network's bridge, kept from
 /// Docker's masquerade rules: with bridge-nf-call-iptables on, a packet a
@@ -61,6 +72,11 @@ const FILTER: Hook = Hook {
 const NAT: Hook = Hook {
     table: "nat",
     from: "POSTROUTING",
+    rules: |chain, br| {
+        vec![format!(
+            "-A {chain} -o {br} -m physdev --physdev-is-bridged -j ACCEPT"
+        )]
+    },
 };
 
 /// Whether `iptables -S` output declares `chain`.
@@ -107,16 +123,7 @@ async fn jump(op: &str, hook: &Hook, lab: &str, chain: &str) -> Result<String, S
 fn wanted(hook: &Hook, bridges: &[String], chain: &str) -> Vec<String> {
     bridges
         .iter()
-        .flat_map(|br| match hook.table {
-            "nat" => vec![format!(
-                "-A {chain} -o {br} -m physdev --physdev-is-bridged -j ACCEPT"
-            )],
-            _ => vec![
-                format!("-A {chain} -i {br} ! -o {br} -j DROP"),
-                // As `iptables -S` prints it back (`! -i` before `-o`).
-                format!("-A {chain} ! -i {br} -o {br} -j DROP"),
-            ],
-        })
+        .flat_map(|br| (hook.rules)(chain, br))
         .collect()
 }
 
