@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    Backends, LabBase, LabCli, Run, Scratch, exclusive, owned, require, run_bounded, run_limited,
-    virsh, virsh_ok,
+    Backends, LabBase, LabCli, Run, Scratch, exclusive, owned, require, require_docker,
+    run_bounded, run_limited, virsh, virsh_ok,
 };
 
 /// The tiny busybox guest's files.
@@ -98,32 +98,26 @@ impl VmLab {
     pub fn booting(base: &str, images: &[&str], yaml: &str) -> Self {
         require(images);
         let serial = exclusive("booting");
-        Self::make(base, yaml, Some(serial))
+        Self::make(base, Backends::LIBVIRT, yaml, Some(serial))
     }
 
     /// [`VmLab::booting`] for a lab of VMs and containers: its cleanup
     /// asks Docker too.
     pub fn booting_with_containers(base: &str, images: &[&str], yaml: &str) -> Self {
         require(images);
+        require_docker();
         let serial = exclusive("booting");
-        let base = LabBase::new(base, Backends::BOTH, yaml, None);
-        let overlays = Scratch::for_libvirt(&format!("{}-overlays", base.name));
-        VmLab {
-            base,
-            overlays,
-            remote: None,
-            _serial: Some(serial),
-        }
+        Self::make(base, Backends::BOTH, yaml, Some(serial))
     }
 
     /// A lab whose commands are expected to create nothing.
     pub fn inert(base: &str, yaml: &str) -> Self {
         require(&[]);
-        Self::make(base, yaml, None)
+        Self::make(base, Backends::LIBVIRT, yaml, None)
     }
 
-    fn make(base: &str, yaml: &str, serial: Option<File>) -> Self {
-        let base = LabBase::new(base, Backends::LIBVIRT, yaml, None);
+    fn make(base: &str, backends: Backends, yaml: &str, serial: Option<File>) -> Self {
+        let base = LabBase::new(base, backends, yaml, None);
         let overlays = Scratch::for_libvirt(&format!("{}-overlays", base.name));
         VmLab {
             base,
